@@ -1,0 +1,3 @@
+"""sidecarset: centrally managed sidecars for Kubernetes."""
+
+__version__ = "0.1.0"

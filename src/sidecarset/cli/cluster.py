@@ -1,0 +1,174 @@
+"""`sidecarset cluster ...`: the local control plane, node simulator and operator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sidecarset.cli.errors import CliError
+from sidecarset.devcluster import binaries
+from sidecarset.devcluster.binaries import Binaries, BinariesMissing
+from sidecarset.devcluster.components import OPERATOR, SIMULATOR, operator_component, simulator_component
+from sidecarset.devcluster.controlplane import ControlPlane
+from sidecarset.devcluster.process import StartupError
+
+app = typer.Typer(
+    help="Run a real local Kubernetes control plane (etcd, kube-apiserver, kube-controller-"
+    "manager, kube-scheduler) with simulated nodes, for demos and tests.",
+    no_args_is_help=True,
+)
+
+def default_workdir() -> Path:
+    env = os.environ.get("SIDECARSET_CLUSTER_DIR")
+    if env:
+        return Path(env)
+    root = binaries.project_root()
+    if root is not None:
+        return root / ".cluster"
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / (
+        "sidecarset/cluster"
+    )
+
+
+DirOption = Annotated[
+    Path,
+    typer.Option("--dir", help="Where the cluster keeps its state, PKI, data and logs.",
+                 default_factory=default_workdir, show_default="$SIDECARSET_CLUSTER_DIR or .cluster/"),
+]
+
+
+@app.command()
+def up(
+    workdir: DirOption,
+    nodes: Annotated[int, typer.Option(min=1, max=500, help="Simulated nodes.")] = 3,
+    no_operator: Annotated[
+        bool, typer.Option("--no-operator", help="Leave the sidecarset operator out.")
+    ] = False,
+) -> None:
+    """Start whatever is not running yet (so a killed operator can be restarted alone).
+
+    \b
+    Examples:
+      sidecarset cluster up                 # control plane + 3 simulated nodes + operator
+      sidecarset cluster up --no-operator   # run the operator yourself, e.g. under a debugger
+      eval "$(sidecarset cluster env)"; kubectl get nodes
+    """
+    try:
+        plane = ControlPlane(workdir, Binaries.locate())
+    except BinariesMissing as err:
+        raise CliError(str(err)) from err
+    extra = [simulator_component(plane, nodes, [])]
+    if not no_operator:
+        extra.append(operator_component(plane, []))
+    running = {s.name for s in plane.status() if s.running}
+    try:
+        plane.up(extra=extra, progress=lambda m: typer.echo(m, err=True))
+    except StartupError as err:
+        raise CliError(str(err)) from err
+    except KeyboardInterrupt:
+        raise CliError("interrupted; stopped what this command had started", code=130) from None
+    if running and all(c in running for c in [c.name for c in extra]):
+        typer.echo("already running", err=True)
+    typer.echo(f"cluster ready: {plane.server} (state in {plane.workdir})", err=True)
+    typer.echo('use it with: eval "$(sidecarset cluster env)"', err=True)
+
+
+@app.command()
+def down(workdir: DirOption) -> None:
+    """Stop every process the cluster started (data and PKI stay for the next `up`)."""
+    plane = ControlPlane(workdir)
+    if not plane.state_path.exists():
+        typer.echo(f"no cluster in {plane.workdir}", err=True)
+        return
+    plane.down(progress=lambda m: typer.echo(m, err=True))
+    typer.echo("cluster stopped", err=True)
+
+
+@app.command()
+def status(
+    workdir: DirOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show each component: running or not, pid, port, log file."""
+    plane = ControlPlane(workdir)
+    rows = plane.status()
+    if as_json:
+        typer.echo(json.dumps({
+            "dir": str(plane.workdir),
+            "kubeconfig": str(plane.kubeconfig),
+            "components": [r.__dict__ for r in rows],
+        }, indent=2))
+        return
+    typer.echo(f"{'COMPONENT':<26}{'STATE':<10}{'PID':<9}{'PORT':<8}LOG")
+    for r in rows:
+        typer.echo(
+            f"{r.name:<26}{'running' if r.running else 'stopped':<10}{r.pid or '-'!s:<9}"
+            f"{r.port or '-'!s:<8}{r.log or '-'}"
+        )
+    if not any(r.running for r in rows):
+        raise typer.Exit(3)
+
+
+@app.command()
+def env(workdir: DirOption) -> None:
+    """Print shell exports for kubectl: eval "$(sidecarset cluster env)"."""
+    plane = ControlPlane(workdir)
+    if not plane.kubeconfig.exists():
+        raise CliError(f"no cluster in {plane.workdir}; start one with `sidecarset cluster up`")
+    try:
+        values = plane.env()
+    except BinariesMissing as err:
+        raise CliError(str(err)) from err
+    for key in ("KUBECONFIG", "PATH", "NO_PROXY"):
+        typer.echo(f"export {key}={shlex.quote(values[key])}")
+
+
+@app.command(hidden=False)
+def simulate(
+    kubeconfig: Annotated[Path, typer.Option(help="Kubeconfig of the cluster.")],
+    nodes: Annotated[int, typer.Option(min=1, help="How many Nodes to register.")] = 3,
+    start_delay: Annotated[float, typer.Option(help="Seconds to pull and start a container.")] = 0.2,
+    ready_delay: Annotated[float, typer.Option(help="Seconds from started to ready.")] = 0.3,
+    failing_images: Annotated[
+        str, typer.Option(help="Regex: matching images crash-loop and never become ready.")
+    ] = ":broken",
+    ready_file: Annotated[Path | None, typer.Option(help="Touched once nodes are registered "
+                                                     "and pods listed.")] = None,
+) -> None:
+    """Run the node simulator (the kubelet stand-in) in the foreground.
+
+    It registers Ready nodes sim-node-0..N-1 and drives every pod bound to them through
+    pods/status: Pending -> Running, container statuses with imageIDs, in-place restarts on
+    image change, readiness gates, crash loops for failing images, graceful deletion.
+    """
+    from sidecarset.shell import logs
+    from sidecarset.shell.kube.client import KubeClient
+    from sidecarset.simulator import agent, kubelet
+
+    logs.configure("info")
+    try:
+        pattern = re.compile(failing_images) if failing_images else None
+    except re.error as err:
+        raise CliError(f"--failing-images: not a regular expression: {err}", code=2) from err
+    rules = kubelet.Rules(start_delay=start_delay, ready_delay=ready_delay,
+                          failing_images=pattern)
+
+    async def main() -> None:
+        client = await KubeClient.from_kubeconfig(str(kubeconfig), qps=0)
+        async with client:
+            sim = agent.NodeSimulator(client, nodes=agent.node_names(nodes), rules=rules,
+                                      ready_file=ready_file)
+            await sim.run()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -1,0 +1,306 @@
+"""The only module that talks to the API server.
+
+Credentials come from kubernetes_asyncio's loaders (kubeconfig incl. exec plugins and token
+refresh, or in-cluster); requests go straight through one aiohttp session, so list and watch
+bodies stay bytes until the caller decodes them into its own projections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from kubernetes_asyncio.client import Configuration
+from kubernetes_asyncio.config import kube_config
+from kubernetes_asyncio.config.incluster_config import load_incluster_config
+
+from sidecarset.shell.kube import errors
+
+JSON = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+_WATCH_LINE_LIMIT = 64 * 1024 * 1024  # a single watch event larger than this is a bug
+
+
+def resource_path(
+    api_version: str,
+    plural: str,
+    *,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """`/api/v1/namespaces/ns/pods/name/status` and friends."""
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = base
+    if namespace:
+        path += f"/namespaces/{quote(namespace, safe='')}"
+    path += f"/{plural}"
+    if name:
+        path += f"/{quote(name, safe='')}"
+    if subresource:
+        path += f"/{subresource}"
+    return path
+
+
+class TokenBucket:
+    """Client-side QPS limit: `qps` sustained, `burst` at once. Zero disables it."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self._qps, self._burst = qps, max(1, burst)
+        self._tokens = float(self._burst)
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self._qps <= 0:
+            return
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
+                self._last = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self._qps)
+
+
+@dataclass
+class RequestCounter:
+    """Counts requests by verb, for benchmarks (API requests per updated pod)."""
+
+    reads: int = 0
+    writes: int = 0
+
+
+class KubeClient:
+    """Thin async client: JSON in, JSON (or raw bytes) out, `errors.ApiError` on failure."""
+
+    def __init__(self, config: Configuration, *, qps: float = 0.0, burst: int = 10) -> None:
+        self._config = config
+        self.host = config.host.rstrip("/")
+        self._limiter = TokenBucket(qps, burst)
+        self.counter = RequestCounter()
+        ctx = ssl.create_default_context(cafile=config.ssl_ca_cert) if config.verify_ssl else None
+        if ctx is None:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if config.cert_file and config.key_file:
+            ctx.load_cert_chain(config.cert_file, config.key_file)
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=64),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            json_serialize=json.dumps,
+        )
+
+    @classmethod
+    async def from_kubeconfig(
+        cls, path: str | None = None, *, context: str | None = None, qps: float = 0.0,
+        burst: int = 10,
+    ) -> KubeClient:
+        config = Configuration()
+        await kube_config.load_kube_config(
+            config_file=path, context=context, client_configuration=config, persist_config=False
+        )
+        return cls(config, qps=qps, burst=burst)
+
+    @classmethod
+    def in_cluster(cls, *, qps: float = 0.0, burst: int = 10) -> KubeClient:
+        config = Configuration()
+        load_incluster_config(client_configuration=config)
+        return cls(config, qps=qps, burst=burst)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        token = await self._config.get_api_key_with_prefix("authorization")
+        if token:
+            headers["Authorization"] = token
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    async def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: object = None,
+        content_type: str | None = None,
+        timeout: float = 30.0,
+    ) -> bytes:
+        """One request; returns the body bytes; raises an ApiError subclass on failure."""
+        await self._limiter.acquire()
+        if method == "GET":
+            self.counter.reads += 1
+        else:
+            self.counter.writes += 1
+        data: bytes | None = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            content_type = content_type or "application/json"
+        try:
+            async with self._session.request(
+                method,
+                self.host + path,
+                params={k: str(v) for k, v in (params or {}).items()},
+                data=data,
+                headers=await self._headers(content_type),
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as resp:
+                payload = await resp.read()
+                if resp.status >= 400:
+                    raise errors.from_response(resp.status, _maybe_json(payload))
+                return payload
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as err:
+            raise errors.Unavailable(0, f"{method} {path}: {err!r}") from err
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: object = None,
+        content_type: str | None = None,
+        timeout: float = 30.0,
+    ) -> JSON:
+        payload = await self.raw(
+            method, path, params=params, body=body, content_type=content_type, timeout=timeout
+        )
+        result = json.loads(payload) if payload else {}
+        return result if isinstance(result, dict) else {"items": result}
+
+    async def get(self, path: str, **params: str | int) -> JSON:
+        return await self.request("GET", path, params=params)
+
+    async def create(self, path: str, body: object) -> JSON:
+        return await self.request("POST", path, body=body)
+
+    async def replace(self, path: str, body: object) -> JSON:
+        return await self.request("PUT", path, body=body)
+
+    async def patch(self, path: str, body: object, *, content_type: str = MERGE_PATCH,
+                    params: Mapping[str, str | int] | None = None) -> JSON:
+        return await self.request("PATCH", path, body=body, content_type=content_type,
+                                  params=params)
+
+    async def apply(self, path: str, body: Mapping[str, object], *, field_manager: str,
+                    force: bool = True) -> JSON:
+        """Server-side apply (the manifest is JSON, which is valid YAML)."""
+        params: dict[str, str | int] = {"fieldManager": field_manager}
+        if force:
+            params["force"] = "true"
+        return await self.request("PATCH", path, body=json.dumps(body).encode(),
+                                  content_type=APPLY_PATCH, params=params)
+
+    async def delete(self, path: str, body: object = None, **params: str | int) -> JSON:
+        return await self.request("DELETE", path, body=body, params=params)
+
+    async def list_pages(
+        self, path: str, *, limit: int = 500, **params: str | int
+    ) -> AsyncIterator[bytes]:
+        """Yield each page of a paginated LIST as raw bytes (decode with your own projection)."""
+        cont = ""
+        while True:
+            query: dict[str, str | int] = {**params, "limit": limit}
+            if cont:
+                query["continue"] = cont
+            page = await self.raw("GET", path, params=query, timeout=120)
+            yield page
+            cont = _continue_token(page)
+            if not cont:
+                return
+
+    async def watch(
+        self,
+        path: str,
+        *,
+        resource_version: str,
+        timeout_seconds: int = 300,
+        bookmarks: bool = True,
+        inactivity_timeout: float | None = None,
+        **params: str | int,
+    ) -> AsyncIterator[bytes]:
+        """Yield raw watch event lines. Ends when the server closes the stream.
+
+        Raises `TimeoutError` if no byte arrives for `inactivity_timeout` seconds: a silent
+        watch must not freeze the caller (bookmarks arrive about once a minute).
+        """
+        await self._limiter.acquire()
+        self.counter.reads += 1
+        query: dict[str, str] = {k: str(v) for k, v in params.items()}
+        query.update(
+            watch="true",
+            resourceVersion=resource_version,
+            timeoutSeconds=str(timeout_seconds),
+        )
+        if bookmarks:
+            query["allowWatchBookmarks"] = "true"
+        try:
+            async with self._session.get(
+                self.host + path,
+                params=query,
+                headers=await self._headers(None),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=10, sock_read=inactivity_timeout
+                ),
+            ) as resp:
+                if resp.status >= 400:
+                    raise errors.from_response(resp.status, _maybe_json(await resp.read()))
+                buffer = b""
+                async for chunk in resp.content.iter_any():
+                    buffer += chunk
+                    while b"\n" in buffer:
+                        line, buffer = buffer.split(b"\n", 1)
+                        if line.strip():
+                            yield line
+                    if len(buffer) > _WATCH_LINE_LIMIT:
+                        raise errors.Unavailable(0, "watch event too large")
+                if buffer.strip():
+                    yield buffer
+        except aiohttp.ServerTimeoutError as err:
+            raise TimeoutError(f"watch {path} silent for {inactivity_timeout}s") from err
+        except (aiohttp.ClientError, ConnectionError) as err:
+            raise errors.Unavailable(0, f"watch {path}: {err!r}") from err
+
+
+def _continue_token(page: bytes) -> str:
+    # The metadata block is at the start of a list; avoid decoding the whole page twice.
+    head = page[:2048]
+    marker = b'"continue":"'
+    start = head.find(marker)
+    if start < 0:
+        return ""
+    start += len(marker)
+    end = head.find(b'"', start)
+    return head[start:end].decode() if end > start else ""
+
+
+def _maybe_json(payload: bytes) -> object:
+    try:
+        return json.loads(payload)
+    except ValueError:
+        return payload
