@@ -259,9 +259,11 @@ class ControlPlane:
         ca.issue("admin", organizations=("system:masters",), client=True).write(
             self.pki_dir, "admin"
         )
+        private, public = pki.service_account_keys()
         sa_key = self.pki_dir / "sa.key"
-        sa_key.write_bytes(pki.service_account_key_pem())
+        sa_key.write_bytes(private)
         sa_key.chmod(0o600)
+        (self.pki_dir / "sa.pub").write_bytes(public)
 
     def _write_kubeconfig(self, state: ClusterState) -> None:
         def b64(path: Path) -> str:
@@ -373,7 +375,7 @@ class ControlPlane:
                     f"--tls-private-key-file={p / 'apiserver.key'}",
                     f"--client-ca-file={p / 'ca.crt'}",
                     f"--service-account-issuer=https://127.0.0.1:{ports['kube-apiserver']}",
-                    f"--service-account-key-file={p / 'sa.key'}",
+                    f"--service-account-key-file={p / 'sa.pub'}",
                     f"--service-account-signing-key-file={p / 'sa.key'}",
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--authorization-mode=RBAC",

@@ -139,6 +139,15 @@ class CertificateAuthority:
         return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
 
 
-def service_account_key_pem() -> bytes:
-    """The apiserver reads the public half from the same PEM it signs tokens with."""
-    return _key_pem(_new_key())
+def service_account_keys() -> tuple[bytes, bytes]:
+    """(private PEM, public PEM) for signing and verifying ServiceAccount tokens."""
+    key = _new_key()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private, public
