@@ -1,0 +1,283 @@
+"""The SidecarSet status a round reports: Kruise's counters plus Ready/Progressing/Stalled.
+
+`compute_status` runs after `rollout.plan_round` (spec 11.7) so the conditions can say why the
+rollout waits, but the counters describe the pods as observed, not as they will be once the
+round's writes land: a pod updated this round counts as updated in the next round's status,
+which the write itself triggers. Projecting the writes would report containers as running an
+image the kubelet has not started yet.
+
+Conditions (metav1.Condition; `lastTransitionTime` moves only when a status flips):
+
+| state (reason)              | Ready | Progressing | Stalled |
+|-----------------------------|-------|-------------|---------|
+| RolloutComplete             | True* | False       | False   |
+| Rolling                     | False | True        | False   |
+| WaitingForUnavailableBudget | False | True        | False   |
+| Paused                      | False | False       | False   |
+| NotUpdate                   | True* | False       | False   |
+| PodsNotUpgradable           | False | False       | True    |
+| UpdatedPodsFailing          | False | False       | True    |
+
+\\* Ready is True only when every matched pod is also available, else False with reason
+`PodsNotReady`. "Complete" means nothing is left that this SidecarSet would update: pods held
+back by partition or outside the canary selector are held on purpose.
+
+UpdatedPodsFailing ("broken new image"): some updated pods have been unavailable for longer than
+`failing_after` since they were updated (or last became not ready), and either the budget is
+spent by them (`maxUnavailable` reached) or no other pod is left to update. The message names
+example pods.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from sidecarset.core import candidates, rollout, wire
+from sidecarset.core.candidates import PodState
+from sidecarset.core.model import Condition, SidecarSet, SidecarSetStatus
+from sidecarset.core.podview import PodKey, PodView
+from sidecarset.core.rollout import Hold, RoundPlan
+
+__all__ = [
+    "DEFAULT_FAILING_AFTER",
+    "NOT_UPDATE",
+    "PAUSED",
+    "PODS_NOT_READY",
+    "PODS_NOT_UPGRADABLE",
+    "PROGRESSING",
+    "READY",
+    "ROLLING",
+    "ROLLOUT_COMPLETE",
+    "STALLED",
+    "UPDATED_PODS_FAILING",
+    "WAITING_FOR_BUDGET",
+    "compute_status",
+    "merge_conditions",
+]
+
+READY = "Ready"
+PROGRESSING = "Progressing"
+STALLED = "Stalled"
+
+ROLLOUT_COMPLETE = "RolloutComplete"
+ROLLING = "Rolling"
+WAITING_FOR_BUDGET = "WaitingForUnavailableBudget"
+PAUSED = "Paused"
+NOT_UPDATE = "NotUpdate"
+PODS_NOT_UPGRADABLE = "PodsNotUpgradable"
+UPDATED_PODS_FAILING = "UpdatedPodsFailing"
+PODS_NOT_READY = "PodsNotReady"
+
+DEFAULT_FAILING_AFTER = timedelta(minutes=5)
+"""How long an updated pod may stay unavailable before the rollout is called failing: long
+enough for an image pull and a slow readiness probe, short enough to page before a workday ends."""
+
+_EXAMPLES = 3
+
+
+def compute_status(
+    sidecarset: SidecarSet,
+    pods: Sequence[PodView],
+    plan: RoundPlan,
+    *,
+    latest_revision: str,
+    collision_count: int,
+    now: datetime,
+    previous_conditions: Sequence[Condition] = (),
+    failing_after: timedelta = DEFAULT_FAILING_AFTER,
+) -> SidecarSetStatus:
+    """The status to write for this round, counted over the matched pods among `pods` (6.2).
+
+    `plan` is this round's plan over the same pods. Conditions of other types found in
+    `previous_conditions` are kept as they are, after ours.
+    """
+    matched = rollout.matched_pods(sidecarset, pods)
+    states = dict(plan.states)
+    if states.keys() != {pod.key for pod in matched}:
+        states = {pod.key: candidates.classify(sidecarset, pod) for pod in matched}
+    updated = sum(1 for s in states.values() if s.updated)
+    ready = sum(1 for s in states.values() if s.available)
+    updated_ready = sum(1 for s in states.values() if s.updated and s.available)
+
+    failing = _failing(sidecarset, matched, states, now, failing_after)
+    reason, message = _state(sidecarset, plan, states, failing, failing_after)
+    generation = sidecarset.metadata.generation
+    done = reason in (ROLLOUT_COMPLETE, NOT_UPDATE)
+    ready_reason, ready_message = reason, message
+    if done and ready < len(matched):
+        not_ready = len(matched) - ready
+        ready_reason = PODS_NOT_READY
+        ready_message = f"{not_ready} of {len(matched)} matched pods are not ready; {message}"
+    progressing = reason in (ROLLING, WAITING_FOR_BUDGET)
+    stalled = reason in (PODS_NOT_UPGRADABLE, UPDATED_PODS_FAILING)
+    ours = (
+        _condition(
+            READY,
+            ready_reason in (ROLLOUT_COMPLETE, NOT_UPDATE),
+            ready_reason,
+            ready_message,
+            generation,
+        ),
+        _condition(PROGRESSING, progressing, reason, message, generation),
+        _condition(STALLED, stalled, reason, message, generation),
+    )
+    return SidecarSetStatus(
+        observed_generation=generation,
+        matched_pods=len(matched),
+        updated_pods=updated,
+        ready_pods=ready,
+        updated_ready_pods=updated_ready,
+        latest_revision=latest_revision,
+        collision_count=collision_count,
+        conditions=merge_conditions(previous_conditions, ours, now),
+    )
+
+
+def merge_conditions(
+    previous: Sequence[Condition], current: Sequence[Condition], now: datetime
+) -> tuple[Condition, ...]:
+    """`current` with transition times carried over from `previous` where the status is
+    unchanged (else `now`), followed by the previous conditions of other types."""
+    by_type = {c.type: c for c in previous}
+    merged = []
+    for condition in current:
+        before = by_type.get(condition.type)
+        since = now
+        if before is not None and before.status == condition.status:
+            since = before.last_transition_time or now
+        merged.append(_with_time(condition, since))
+    own = {c.type for c in current}
+    return tuple(merged) + tuple(c for c in previous if c.type not in own)
+
+
+def _with_time(condition: Condition, since: datetime) -> Condition:
+    return Condition(
+        type=condition.type,
+        status=condition.status,
+        observed_generation=condition.observed_generation,
+        last_transition_time=since,
+        reason=condition.reason,
+        message=condition.message,
+    )
+
+
+def _condition(type_: str, true: bool, reason: str, message: str, generation: int) -> Condition:
+    return Condition(
+        type=type_,
+        status="True" if true else "False",
+        observed_generation=generation,
+        reason=reason,
+        message=message,
+    )
+
+
+def _state(
+    sidecarset: SidecarSet,
+    plan: RoundPlan,
+    states: dict[PodKey, PodState],
+    failing: Sequence[PodKey],
+    failing_after: timedelta,
+) -> tuple[str, str]:
+    strategy = sidecarset.spec.update_strategy
+    holds = Counter(plan.held.values())
+    matched = len(states)
+    updated = sum(1 for s in states.values() if s.updated)
+    progress = f"{updated} of {matched} matched pods updated"
+    budget = plan.budget
+    spent = budget.used >= budget.max_unavailable
+    left = holds[Hold.BUDGET] + holds[Hold.IN_FLIGHT] + len(plan.update)
+    settling = [k for k, s in states.items() if s.updated and not s.available]
+
+    if strategy.is_not_update:
+        return (
+            NOT_UPDATE,
+            f"updateStrategy.type is NotUpdate: running pods keep their sidecars; {progress}",
+        )
+    if strategy.paused and holds[Hold.PAUSED]:
+        return PAUSED, f"updateStrategy.paused is true: {holds[Hold.PAUSED]} pods wait; {progress}"
+    if failing and not plan.update and (spent or left == 0):
+        return UPDATED_PODS_FAILING, (
+            f"updated pods not ready for over {_duration(failing_after)}: "
+            f"{_examples(failing)}; maxUnavailable {budget.max_unavailable} "
+            f"({budget.used} unavailable) blocks the rest; {progress}"
+        )
+    if plan.update or plan.flip:
+        flips = f", resetting {len(plan.flip)} hot upgrades" if plan.flip else ""
+        return ROLLING, f"{progress}; updating {len(plan.update)} pods this round{flips}"
+    if holds[Hold.BUDGET]:
+        return WAITING_FOR_BUDGET, (
+            f"{holds[Hold.BUDGET]} pods wait for maxUnavailable: {budget.used} of "
+            f"{budget.max_unavailable} allowed pods unavailable; {progress}"
+        )
+    if holds[Hold.IN_FLIGHT] or settling:
+        return ROLLING, f"{progress}; waiting for updated sidecars to start"
+    if holds[Hold.NOT_UPGRADABLE]:
+        keys = sorted(k for k, h in plan.held.items() if h is Hold.NOT_UPGRADABLE)
+        blocker = plan.blocked.get(keys[0])
+        why = f"{blocker.field}: {blocker.message}" if blocker is not None else "unknown"
+        return PODS_NOT_UPGRADABLE, (
+            f"{len(keys)} pods cannot be updated in place ({_examples(keys)}): {why}; {progress}"
+        )
+    kept = holds[Hold.PARTITION] + holds[Hold.NOT_SELECTED]
+    suffix = f"; {kept} kept back by partition or selector" if kept else ""
+    return ROLLOUT_COMPLETE, f"{progress}{suffix}"
+
+
+def _failing(
+    sidecarset: SidecarSet,
+    matched: Sequence[PodView],
+    states: dict[PodKey, PodState],
+    now: datetime,
+    failing_after: timedelta,
+) -> list[PodKey]:
+    deadline = _aware(now) - failing_after
+    failing = []
+    for pod in matched:
+        state = states[pod.key]
+        if not state.updated or state.available:
+            continue
+        since = _unavailable_since(sidecarset, pod)
+        if since is not None and since <= deadline:
+            failing.append(pod.key)
+    return failing
+
+
+def _unavailable_since(sidecarset: SidecarSet, pod: PodView) -> datetime | None:
+    """The later of our last update of the pod and its Ready condition's last transition;
+    None when neither is known (such a pod is never called failing)."""
+    times: list[datetime] = []
+    try:
+        entry = wire.read_upgrade_specs(pod.annotations, wire.HASH_ANNOTATION).get(sidecarset.name)
+    except wire.MalformedAnnotation:
+        entry = None
+    if entry is not None and entry.update_timestamp:
+        times.append(
+            datetime.strptime(entry.update_timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        )
+    ready = pod.ready_condition
+    if ready is not None and ready.last_transition_time is not None:
+        times.append(_aware(ready.last_transition_time))
+    return max(times, default=None)
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _examples(keys: Sequence[PodKey]) -> str:
+    shown = ", ".join(str(k) for k in sorted(keys)[:_EXAMPLES])
+    more = len(keys) - _EXAMPLES
+    return f"{shown} (+{more} more)" if more > 0 else shown
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
