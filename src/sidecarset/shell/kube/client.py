@@ -90,7 +90,7 @@ class KubeClient:
 
     def __init__(self, config: Configuration, *, qps: float = 0.0, burst: int = 10) -> None:
         self._config = config
-        self.host = config.host.rstrip("/")
+        self.host = str(config.host or "").rstrip("/")
         self._limiter = TokenBucket(qps, burst)
         self.counter = RequestCounter()
         ctx = ssl.create_default_context(cafile=config.ssl_ca_cert) if config.verify_ssl else None
@@ -108,7 +108,11 @@ class KubeClient:
 
     @classmethod
     async def from_kubeconfig(
-        cls, path: str | None = None, *, context: str | None = None, qps: float = 0.0,
+        cls,
+        path: str | None = None,
+        *,
+        context: str | None = None,
+        qps: float = 0.0,
         burst: int = 10,
     ) -> KubeClient:
         config = Configuration()
@@ -120,7 +124,7 @@ class KubeClient:
     @classmethod
     def in_cluster(cls, *, qps: float = 0.0, burst: int = 10) -> KubeClient:
         config = Configuration()
-        load_incluster_config(client_configuration=config)
+        load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
         return cls(config, qps=qps, burst=burst)
 
     async def close(self) -> None:
@@ -202,19 +206,28 @@ class KubeClient:
     async def replace(self, path: str, body: object) -> JSON:
         return await self.request("PUT", path, body=body)
 
-    async def patch(self, path: str, body: object, *, content_type: str = MERGE_PATCH,
-                    params: Mapping[str, str | int] | None = None) -> JSON:
-        return await self.request("PATCH", path, body=body, content_type=content_type,
-                                  params=params)
+    async def patch(
+        self,
+        path: str,
+        body: object,
+        *,
+        content_type: str = MERGE_PATCH,
+        params: Mapping[str, str | int] | None = None,
+    ) -> JSON:
+        return await self.request(
+            "PATCH", path, body=body, content_type=content_type, params=params
+        )
 
-    async def apply(self, path: str, body: Mapping[str, object], *, field_manager: str,
-                    force: bool = True) -> JSON:
+    async def apply(
+        self, path: str, body: Mapping[str, object], *, field_manager: str, force: bool = True
+    ) -> JSON:
         """Server-side apply (the manifest is JSON, which is valid YAML)."""
         params: dict[str, str | int] = {"fieldManager": field_manager}
         if force:
             params["force"] = "true"
-        return await self.request("PATCH", path, body=json.dumps(body).encode(),
-                                  content_type=APPLY_PATCH, params=params)
+        return await self.request(
+            "PATCH", path, body=json.dumps(body).encode(), content_type=APPLY_PATCH, params=params
+        )
 
     async def delete(self, path: str, body: object = None, **params: str | int) -> JSON:
         return await self.request("DELETE", path, body=body, params=params)

@@ -1,0 +1,142 @@
+"""AdmissionReview (admission.k8s.io/v1) transport: decode a request, build a response.
+
+Handlers are `async def handle(request: AdmissionRequest) -> AdmissionResponse`. This module
+turns HTTP bodies into requests (a malformed body is a 400 with a message, never a 500), and
+responses into the JSON the apiserver expects. A patch is always complete before it is returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_BODY_BYTES = 3 * 1024 * 1024  # the apiserver's own request limit is 3 MiB
+
+
+class MalformedReview(ValueError):
+    """The body is not an AdmissionReview v1 we can answer; the message says why."""
+
+
+@dataclass(frozen=True)
+class AdmissionRequest:
+    uid: str
+    kind: str
+    group: str
+    version: str
+    resource: str
+    sub_resource: str
+    operation: str
+    namespace: str
+    name: str
+    object: dict[str, Any] | None
+    old_object: dict[str, Any] | None
+    dry_run: bool
+    user: str
+
+
+@dataclass(frozen=True)
+class AdmissionResponse:
+    allowed: bool
+    patch: Sequence[dict[str, Any]] | None = None
+    code: int | None = None
+    message: str = ""
+    reason: str = ""
+    warnings: tuple[str, ...] = ()
+    audit: dict[str, str] = field(default_factory=dict)
+
+
+Handler = Callable[[AdmissionRequest], Awaitable[AdmissionResponse]]
+
+
+def allowed(*, warnings: Sequence[str] = ()) -> AdmissionResponse:
+    return AdmissionResponse(allowed=True, warnings=tuple(warnings))
+
+
+def patched(ops: Sequence[dict[str, Any]], *, warnings: Sequence[str] = ()) -> AdmissionResponse:
+    return AdmissionResponse(allowed=True, patch=list(ops) or None, warnings=tuple(warnings))
+
+
+def denied(
+    message: str, *, code: int = 403, reason: str = "Forbidden", warnings: Sequence[str] = ()
+) -> AdmissionResponse:
+    return AdmissionResponse(
+        allowed=False, code=code, message=message, reason=reason, warnings=tuple(warnings)
+    )
+
+
+def invalid(message: str, *, warnings: Sequence[str] = ()) -> AdmissionResponse:
+    return denied(message, code=422, reason="Invalid", warnings=warnings)
+
+
+def errored(message: str, *, code: int = 500) -> AdmissionResponse:
+    """Our own failure (not the user's): the apiserver applies the webhook's failurePolicy."""
+    return AdmissionResponse(allowed=False, code=code, message=message, reason="InternalError")
+
+
+def decode(body: bytes) -> AdmissionRequest:
+    if len(body) > MAX_BODY_BYTES:
+        raise MalformedReview(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+    try:
+        review = json.loads(body)
+    except ValueError as err:
+        raise MalformedReview(f"body is not JSON: {err}") from None
+    if not isinstance(review, dict):
+        raise MalformedReview("body is not a JSON object")
+    if review.get("apiVersion") != "admission.k8s.io/v1" or review.get("kind") != "AdmissionReview":
+        raise MalformedReview("expected apiVersion admission.k8s.io/v1, kind AdmissionReview")
+    req = review.get("request")
+    if not isinstance(req, dict):
+        raise MalformedReview("request is missing")
+    uid = req.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise MalformedReview("request.uid is missing")
+
+    def section(key: str) -> dict[str, Any]:
+        value = req.get(key) or {}
+        if not isinstance(value, dict):
+            raise MalformedReview(f"request.{key} must be an object")
+        return value
+
+    kind, resource, user = section("kind"), section("resource"), section("userInfo")
+    obj, old = req.get("object"), req.get("oldObject")
+    for key, value in (("object", obj), ("oldObject", old)):
+        if value is not None and not isinstance(value, dict):
+            raise MalformedReview(f"request.{key} must be an object")
+    return AdmissionRequest(
+        uid=uid,
+        kind=str(kind.get("kind", "")),
+        group=str(kind.get("group", "")),
+        version=str(kind.get("version", "")),
+        resource=str(resource.get("resource", "")),
+        sub_resource=str(req.get("subResource") or ""),
+        operation=str(req.get("operation", "")),
+        namespace=str(req.get("namespace") or ""),
+        name=str(req.get("name") or ""),
+        object=obj,
+        old_object=old,
+        dry_run=bool(req.get("dryRun")),
+        user=str(user.get("username", "")),
+    )
+
+
+def encode(uid: str, response: AdmissionResponse) -> bytes:
+    body: dict[str, Any] = {"uid": uid, "allowed": response.allowed}
+    if response.patch:
+        body["patchType"] = "JSONPatch"
+        body["patch"] = base64.b64encode(json.dumps(response.patch).encode()).decode()
+    if not response.allowed:
+        body["status"] = {
+            "code": response.code or 403,
+            "message": response.message,
+            "reason": response.reason,
+        }
+    if response.warnings:
+        # The apiserver truncates long warnings; keep each short and at most a handful.
+        body["warnings"] = [w[:1024] for w in response.warnings[:16]]
+    if response.audit:
+        body["auditAnnotations"] = response.audit
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": body}
+    return json.dumps(review).encode()

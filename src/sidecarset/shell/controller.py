@@ -1,0 +1,150 @@
+"""Controller: store events -> keys -> work queue -> workers -> `reconcile(key)` -> `Result`.
+
+The reconciler never touches the queue; one `match` here maps each outcome to a queue action:
+
+    success                  forget the key's backoff
+    Result(requeue_after=s)  forget, and hand the key out again in `s` seconds
+    kube Conflict (409)      re-add at once: the next pass re-reads the cache and re-plans
+    Terminal                 log; no retry until the key is added again by an event
+    any other exception      log with the traceback; retry with per-key exponential backoff
+
+A key is reconciled by one worker at a time (the queue's guarantee), so `reconcile` may assume
+it has its key to itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import structlog
+
+from sidecarset.shell import workqueue
+from sidecarset.shell.clock import Clock
+from sidecarset.shell.kube import errors
+from sidecarset.shell.store import Event, Store
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+_log = structlog.stdlib.get_logger("sidecarset.controller")
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a reconcile asks for next. `requeue_after` is in seconds; None means "done until
+    something changes"."""
+
+    requeue_after: float | None = None
+
+
+class Terminal(Exception):
+    """Retrying cannot help (the object itself is wrong). Logged at error level and not
+    retried; the key is reconciled again only when an event adds it."""
+
+
+@dataclass
+class ControllerStats:
+    """Counters for metrics (`sidecarset_reconcile_*_total`); only ever increase."""
+
+    reconciles: int = 0
+    succeeded: int = 0
+    requeued: int = 0
+    conflicts: int = 0
+    terminal: int = 0
+    errors: int = 0
+
+
+class Controller(Generic[K]):
+    """Runs `workers` concurrent reconciles over the keys in `queue` (see the module doc)."""
+
+    def __init__(
+        self,
+        name: str,
+        reconcile: Callable[[K], Awaitable[Result]],
+        queue: workqueue.WorkQueue[K],
+        *,
+        clock: Clock,
+        workers: int = 4,
+        observe_duration: Callable[[float], None] | None = None,
+    ) -> None:
+        """`observe_duration` receives each reconcile's duration in seconds."""
+        if workers < 1:
+            raise ValueError("a controller needs at least one worker")
+        self.name = name
+        self.stats = ControllerStats()
+        self._reconcile = reconcile
+        self._queue = queue
+        self._clock = clock
+        self._workers = workers
+        self._observe_duration = observe_duration
+        self._log = _log.bind(controller=name)
+
+    async def watch(self, store: Store[T], keys_for: Callable[[Event[T]], Iterable[K]]) -> None:
+        """Queue the keys `keys_for` maps each of `store`'s events to (objects already stored
+        arrive as `Added`, so nothing that exists before the controller starts is missed)."""
+
+        def enqueue(event: Event[T]) -> None:
+            for key in keys_for(event):
+                self._queue.add(key)
+
+        await store.subscribe(enqueue)
+
+    async def run(self) -> None:
+        """Reconcile until cancelled, or until the queue is shut down. A key whose reconcile is
+        cancelled is put back in the queue for whoever runs next."""
+        async with asyncio.TaskGroup() as workers:
+            for n in range(self._workers):
+                workers.create_task(self._work(), name=f"{self.name}-worker-{n}")
+
+    async def _work(self) -> None:
+        while True:
+            try:
+                async with self._queue.claim() as key:
+                    await self.process(key)
+            except workqueue.ShutDown:
+                return
+
+    async def process(self, key: K) -> None:
+        """Reconcile `key` once and apply the outcome to the queue. The caller holds `key`."""
+        log = self._log.bind(key=str(key))
+        started = self._clock.monotonic()
+        outcome: Result | Exception
+        with structlog.contextvars.bound_contextvars(controller=self.name, key=str(key)):
+            try:
+                outcome = await self._reconcile(key)
+            except asyncio.CancelledError:
+                self._queue.add(key)  # unfinished: whoever runs next must look again
+                raise
+            except Exception as err:
+                outcome = err
+        self.stats.reconciles += 1
+        if self._observe_duration is not None:
+            self._observe_duration(self._clock.monotonic() - started)
+
+        match outcome:
+            case Result(requeue_after=None):
+                self.stats.succeeded += 1
+                self._queue.forget(key)
+            case Result(requeue_after=delay):
+                self.stats.requeued += 1
+                self._queue.forget(key)
+                self._queue.add_after(key, float(delay or 0.0))
+            case errors.Conflict():
+                self.stats.conflicts += 1
+                log.debug("reconcile conflict, retrying", error=str(outcome))
+                self._queue.add(key)
+            case Terminal():
+                self.stats.terminal += 1
+                log.error("reconcile failed, not retrying", error=str(outcome))
+                self._queue.forget(key)
+            case _:
+                self.stats.errors += 1
+                log.error(
+                    "reconcile failed, retrying",
+                    exc_info=outcome,
+                    retries=self._queue.retries(key) + 1,
+                )
+                self._queue.add_rate_limited(key)
