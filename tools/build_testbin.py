@@ -96,7 +96,10 @@ def run_step(title: str, cmd: list[str], cwd: Path, env: dict[str, str], log: Pa
         tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
         hint = ""
         if "unknown revision" in tail or "not found" in tail or "dial tcp" in tail:
-            hint = "\n(a module could not be fetched from the Go module proxy: check GOPROXY and network)"
+            hint = (
+                "\n(a module could not be fetched from the Go module proxy: "
+                "check GOPROXY and the network)"
+            )
         raise BuildError(f"{title} failed after {elapsed:.0f}s; last lines of {log}:\n{tail}{hint}")
     print(f"    done in {elapsed:.0f}s", flush=True)
     return elapsed
@@ -130,8 +133,10 @@ def is_built(out: Path, versions: dict[str, str]) -> bool:
 def build(out: Path, force: bool) -> None:
     versions = pinned_versions()
     if not force and is_built(out, versions):
-        print(f"control-plane binaries already built in {out} "
-              f"(kubernetes {versions['kubernetes']}, etcd {versions['etcd']})")
+        print(
+            f"control-plane binaries already built in {out} "
+            f"(kubernetes {versions['kubernetes']}, etcd {versions['etcd']})"
+        )
         return
     go = check_go()
     check_disk(out)
@@ -145,16 +150,39 @@ def build(out: Path, force: bool) -> None:
     run_step("download etcd modules", [go, "mod", "download"], ETCD_MODULE, env, log)
     run_step(
         "build etcd",
-        [go, "build", "-buildvcs=false", "-trimpath", "-ldflags", "-s -w",
-         "-o", str(out / "etcd"), "go.etcd.io/etcd/server/v3"],
-        ETCD_MODULE, env, log,
+        [
+            go,
+            "build",
+            "-buildvcs=false",
+            "-trimpath",
+            "-ldflags",
+            "-s -w",
+            "-o",
+            str(out / "etcd"),
+            "go.etcd.io/etcd/server/v3",
+        ],
+        ETCD_MODULE,
+        env,
+        log,
     )
     run_step(
         "build " + ", ".join(KUBE_COMMANDS),
-        [go, "build", "-buildvcs=false", "-trimpath", "-tags", "selinux,notest",
-         "-ldflags", version_ldflags(versions["kubernetes"]), "-o", str(out) + "/",
-         *[f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS]],
-        K8S_MODULE, env, log,
+        [
+            go,
+            "build",
+            "-buildvcs=false",
+            "-trimpath",
+            "-tags",
+            "selinux,notest",
+            "-ldflags",
+            version_ldflags(versions["kubernetes"]),
+            "-o",
+            str(out) + "/",
+            *[f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMMANDS],
+        ],
+        K8S_MODULE,
+        env,
+        log,
     )
     elapsed = time.monotonic() - started
     (out / "stamp.json").write_text(json.dumps({"versions": versions, "seconds": round(elapsed)}))
@@ -165,12 +193,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description="Build the local control plane's binaries from Go modules (skips if built).",
         epilog="example: python3 tools/build_testbin.py            # into .testbin/\n"
-               "         SIDECARSET_TESTBIN=/opt/kb python3 tools/build_testbin.py --force",
+        "         SIDECARSET_TESTBIN=/opt/kb python3 tools/build_testbin.py --force",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", type=Path,
-                        default=Path(os.environ.get("SIDECARSET_TESTBIN", DEFAULT_OUT)),
-                        help="where the binaries go (default: $SIDECARSET_TESTBIN or .testbin/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("SIDECARSET_TESTBIN", DEFAULT_OUT)),
+        help="where the binaries go (default: $SIDECARSET_TESTBIN or .testbin/)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if the stamp matches")
     args = parser.parse_args()
     try:

@@ -19,8 +19,9 @@ SIDECARSET = str(BIN / "sidecarset")
 
 
 def say(message: str) -> None:
-    print(f"\n\033[1m==> {message}\033[0m" if sys.stdout.isatty() else f"\n==> {message}",
-          flush=True)
+    print(
+        f"\n\033[1m==> {message}\033[0m" if sys.stdout.isatty() else f"\n==> {message}", flush=True
+    )
 
 
 def run(*argv: str, env: dict[str, str] | None = None, check: bool = True) -> str:
@@ -44,7 +45,7 @@ def cluster_env() -> dict[str, str]:
     return env
 
 
-def wait_for(what: str, check: "callable[[], bool]", timeout: float = 120) -> None:  # type: ignore[valid-type]
+def wait_for(what: str, check: callable[[], bool], timeout: float = 120) -> None:  # type: ignore[valid-type]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
@@ -63,14 +64,35 @@ def main() -> None:
     examples = ROOT / "examples" / "logging"
     if not (with_operator and examples.exists()):
         say("the operator is not part of this build yet: a plain nginx Deployment instead")
-        run(*kubectl, "create", "deployment", "nginx", "--image=nginx:1.25", "--replicas=3",
-            env=env, check=False)
-        wait_for("3 ready nginx pods", lambda: run(
-            *kubectl, "get", "deployment", "nginx", "-o", "jsonpath={.status.readyReplicas}",
-            env=env, check=False).strip() == "3")
+        run(
+            *kubectl,
+            "create",
+            "deployment",
+            "nginx",
+            "--image=nginx:1.25",
+            "--replicas=3",
+            env=env,
+            check=False,
+        )
+        wait_for(
+            "3 ready nginx pods",
+            lambda: (
+                run(
+                    *kubectl,
+                    "get",
+                    "deployment",
+                    "nginx",
+                    "-o",
+                    "jsonpath={.status.readyReplicas}",
+                    env=env,
+                    check=False,
+                ).strip()
+                == "3"
+            ),
+        )
         run(*kubectl, "get", "pods", "-o", "wide", env=env)
     else:
-        from demo_rollout import rollout  # noqa: PLC0415 - only with the operator
+        from demo_rollout import rollout
 
         rollout(env, run, say, wait_for)
     say("done; the cluster keeps running")

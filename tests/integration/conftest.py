@@ -9,6 +9,8 @@ test fails with the reason; none is skipped.
 from __future__ import annotations
 
 import os
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from sidecarset.devcluster.binaries import Binaries
-from sidecarset.devcluster.components import simulator_component
+from sidecarset.devcluster.components import OPERATOR, operator_component, simulator_component
 from sidecarset.devcluster.controlplane import ControlPlane
 from sidecarset.devcluster.process import tail
 from sidecarset.shell.kube import errors
@@ -26,6 +28,8 @@ from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration.waiting import wait_for
 
 SIM_NODES = 3
+# A broken image is reported Stalled after 8 s instead of 5 min, so the test sees it.
+OPERATOR_ARGS = ("--failing-after", "8", "--log-level", "debug")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -37,14 +41,54 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    workdir = Path(os.environ.get("SIDECARSET_TEST_CLUSTER_DIR")
-                   or tmp_path_factory.mktemp("cluster"))
+    workdir = Path(
+        os.environ.get("SIDECARSET_TEST_CLUSTER_DIR") or tmp_path_factory.mktemp("cluster")
+    )
     plane = ControlPlane(workdir, Binaries.locate(), die_with_parent=True)
     try:
         plane.up(extra=[simulator_component(plane, SIM_NODES)], progress=lambda _m: None)
         yield plane
     finally:
         plane.down(progress=lambda _m: None)
+
+
+class OperatorHandle:
+    """The operator subprocess of the test cluster: kill it, start it again."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+
+    def start(self) -> None:
+        self.plane.up(
+            extra=[operator_component(self.plane, OPERATOR_ARGS)], progress=lambda _m: None
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no lease release, no cleanup, as when a node dies."""
+        record = self.plane.state().processes[OPERATOR]
+        os.kill(record.pid, signal.SIGKILL)
+        for _ in range(200):
+            if not record.is_running():
+                break
+            time.sleep(0.02)
+            try:
+                os.waitpid(record.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+    def running(self) -> bool:
+        record = self.plane.state().processes.get(OPERATOR)
+        return record is not None and record.is_running()
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane) -> Iterator[OperatorHandle]:
+    """The operator running against the test cluster (webhooks registered, controller leading)."""
+    handle = OperatorHandle(control_plane)
+    handle.start()
+    yield handle
+    if not handle.running():
+        handle.start()  # so teardown finds webhooks answering
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -72,11 +116,15 @@ async def namespace(kube: KubeClient, request: pytest.FixtureRequest) -> AsyncIt
     """A fresh namespace, with its `default` ServiceAccount present; deleted afterwards."""
     stem = request.node.name.lower().replace("_", "-")[:40].strip("-")
     name = f"{stem}-{uuid.uuid4().hex[:5]}"
-    await kube.create(resource_path("v1", "namespaces"),
-                      {"metadata": {"name": name, "labels": {"sidecarset-test": "true"}}})
+    await kube.create(
+        resource_path("v1", "namespaces"),
+        {"metadata": {"name": name, "labels": {"sidecarset-test": "true"}}},
+    )
     await wait_for(
         lambda: kube.get(resource_path("v1", "serviceaccounts", namespace=name, name="default")),
-        lambda _sa: True, timeout=30, what=f"default ServiceAccount in {name}",
+        lambda _sa: True,
+        timeout=30,
+        what=f"default ServiceAccount in {name}",
     )
     yield name
     try:
@@ -85,8 +133,13 @@ async def namespace(kube: KubeClient, request: pytest.FixtureRequest) -> AsyncIt
         pass
 
 
-def deployment(name: str, replicas: int, containers: list[dict[str, Any]],
-               labels: dict[str, str] | None = None, **pod_spec: Any) -> dict[str, Any]:
+def deployment(
+    name: str,
+    replicas: int,
+    containers: list[dict[str, Any]],
+    labels: dict[str, str] | None = None,
+    **pod_spec: Any,
+) -> dict[str, Any]:
     pod_labels = {"app": name, **(labels or {})}
     return {
         "apiVersion": "apps/v1",
@@ -95,7 +148,9 @@ def deployment(name: str, replicas: int, containers: list[dict[str, Any]],
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": pod_labels},
-                         "spec": {"containers": containers, **pod_spec}},
+            "template": {
+                "metadata": {"labels": pod_labels},
+                "spec": {"containers": containers, **pod_spec},
+            },
         },
     }

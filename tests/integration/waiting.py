@@ -35,6 +35,7 @@ async def wait_for(
                 return result
             last = result
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout:.0f}s waiting for {what}; last seen: "
-                              f"{str(last)[:3000]}")
+            raise WaitTimeout(
+                f"timed out after {timeout:.0f}s waiting for {what}; last seen: {str(last)[:3000]}"
+            )
         await asyncio.sleep(interval)

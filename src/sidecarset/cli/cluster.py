@@ -16,7 +16,10 @@ import typer
 from sidecarset.cli.errors import CliError
 from sidecarset.devcluster import binaries
 from sidecarset.devcluster.binaries import Binaries, BinariesMissing
-from sidecarset.devcluster.components import OPERATOR, SIMULATOR, operator_component, simulator_component
+from sidecarset.devcluster.components import (
+    operator_component,
+    simulator_component,
+)
 from sidecarset.devcluster.controlplane import ControlPlane
 from sidecarset.devcluster.process import StartupError
 
@@ -25,6 +28,7 @@ app = typer.Typer(
     "manager, kube-scheduler) with simulated nodes, for demos and tests.",
     no_args_is_help=True,
 )
+
 
 def default_workdir() -> Path:
     env = os.environ.get("SIDECARSET_CLUSTER_DIR")
@@ -40,8 +44,12 @@ def default_workdir() -> Path:
 
 DirOption = Annotated[
     Path,
-    typer.Option("--dir", help="Where the cluster keeps its state, PKI, data and logs.",
-                 default_factory=default_workdir, show_default="$SIDECARSET_CLUSTER_DIR or .cluster/"),
+    typer.Option(
+        "--dir",
+        help="Where the cluster keeps its state, PKI, data and logs.",
+        default_factory=default_workdir,
+        show_default="$SIDECARSET_CLUSTER_DIR or .cluster/",
+    ),
 ]
 
 
@@ -101,11 +109,16 @@ def status(
     plane = ControlPlane(workdir)
     rows = plane.status()
     if as_json:
-        typer.echo(json.dumps({
-            "dir": str(plane.workdir),
-            "kubeconfig": str(plane.kubeconfig),
-            "components": [r.__dict__ for r in rows],
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "dir": str(plane.workdir),
+                    "kubeconfig": str(plane.kubeconfig),
+                    "components": [r.__dict__ for r in rows],
+                },
+                indent=2,
+            )
+        )
         return
     typer.echo(f"{'COMPONENT':<26}{'STATE':<10}{'PID':<9}{'PORT':<8}LOG")
     for r in rows:
@@ -135,13 +148,16 @@ def env(workdir: DirOption) -> None:
 def simulate(
     kubeconfig: Annotated[Path, typer.Option(help="Kubeconfig of the cluster.")],
     nodes: Annotated[int, typer.Option(min=1, help="How many Nodes to register.")] = 3,
-    start_delay: Annotated[float, typer.Option(help="Seconds to pull and start a container.")] = 0.2,
+    start_delay: Annotated[
+        float, typer.Option(help="Seconds to pull and start a container.")
+    ] = 0.2,
     ready_delay: Annotated[float, typer.Option(help="Seconds from started to ready.")] = 0.3,
     failing_images: Annotated[
         str, typer.Option(help="Regex: matching images crash-loop and never become ready.")
     ] = ":broken",
-    ready_file: Annotated[Path | None, typer.Option(help="Touched once nodes are registered "
-                                                     "and pods listed.")] = None,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Touched once nodes are registered and pods listed.")
+    ] = None,
 ) -> None:
     """Run the node simulator (the kubelet stand-in) in the foreground.
 
@@ -158,14 +174,14 @@ def simulate(
         pattern = re.compile(failing_images) if failing_images else None
     except re.error as err:
         raise CliError(f"--failing-images: not a regular expression: {err}", code=2) from err
-    rules = kubelet.Rules(start_delay=start_delay, ready_delay=ready_delay,
-                          failing_images=pattern)
+    rules = kubelet.Rules(start_delay=start_delay, ready_delay=ready_delay, failing_images=pattern)
 
     async def main() -> None:
         client = await KubeClient.from_kubeconfig(str(kubeconfig), qps=0)
         async with client:
-            sim = agent.NodeSimulator(client, nodes=agent.node_names(nodes), rules=rules,
-                                      ready_file=ready_file)
+            sim = agent.NodeSimulator(
+                client, nodes=agent.node_names(nodes), rules=rules, ready_file=ready_file
+            )
             await sim.run()
 
     try:

@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from sidecarset.cli import cluster
+from sidecarset.cli import cluster, operator
 from sidecarset.cli.errors import CliError
 
 app = typer.Typer(
@@ -18,6 +18,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(cluster.app, name="cluster")
+app.add_typer(operator.app, name="operator")
 
 
 def main() -> None:
@@ -43,6 +44,7 @@ def main() -> None:
             sys.exit(err.exit_code)
         if os.environ.get("SIDECARSET_DEBUG"):
             raise
-        typer.echo(f"error: {type(err).__name__}: {err} (set SIDECARSET_DEBUG=1 for details)",
-                   err=True)
+        typer.echo(
+            f"error: {type(err).__name__}: {err} (set SIDECARSET_DEBUG=1 for details)", err=True
+        )
         sys.exit(1)

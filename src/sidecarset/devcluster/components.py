@@ -12,15 +12,27 @@ from sidecarset.devcluster.controlplane import Component, ControlPlane, python_c
 
 SIMULATOR = "node-simulator"
 OPERATOR = "operator"
+OPERATOR_NAMESPACE = "sidecarset-system"
 
 
-def simulator_component(plane: ControlPlane, nodes: int, extra_args: Sequence[str] = ()) -> Component:
+def simulator_component(
+    plane: ControlPlane, nodes: int, extra_args: Sequence[str] = ()
+) -> Component:
     ready_file = plane.workdir / "simulator.ready"
     ready_file.unlink(missing_ok=True)
     return python_component(
         SIMULATOR,
-        ["cluster", "simulate", "--kubeconfig", str(plane.kubeconfig), "--nodes", str(nodes),
-         "--ready-file", str(ready_file), *extra_args],
+        [
+            "cluster",
+            "simulate",
+            "--kubeconfig",
+            str(plane.kubeconfig),
+            "--nodes",
+            str(nodes),
+            "--ready-file",
+            str(ready_file),
+            *extra_args,
+        ],
         ready=ready_file.exists,
         env={"NO_PROXY": "127.0.0.1,localhost"},
     )
@@ -31,8 +43,22 @@ def operator_component(plane: ControlPlane, extra_args: Sequence[str] = ()) -> C
     ready_file.unlink(missing_ok=True)
     return python_component(
         OPERATOR,
-        ["operator", "run", "--kubeconfig", str(plane.kubeconfig), "--local",
-         "--ready-file", str(ready_file), *extra_args],
+        [
+            "operator",
+            "run",
+            "--kubeconfig",
+            str(plane.kubeconfig),
+            "--local",
+            "--webhook-port",
+            "0",
+            "--probe-port",
+            "0",
+            "--namespace",
+            OPERATOR_NAMESPACE,
+            "--ready-file",
+            str(ready_file),
+            *extra_args,
+        ],
         ready=ready_file.exists,
         env={"NO_PROXY": "127.0.0.1,localhost"},
         timeout=90,

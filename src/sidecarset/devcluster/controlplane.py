@@ -22,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
-from sidecarset.shell import pki
 from sidecarset.devcluster.binaries import Binaries
 from sidecarset.devcluster.process import ProcessRecord, StartupError, spawn, stop, wait_until
+from sidecarset.shell import pki
 
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 PORT_NAMES = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -251,8 +251,7 @@ class ControlPlane:
         ca.pair.write(self.pki_dir, "ca")
         ca.issue(
             "kube-apiserver",
-            dns_names=("localhost", "kubernetes", "kubernetes.default",
-                       "kubernetes.default.svc"),
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
             ips=("127.0.0.1", "10.0.0.1"),
             server=True,
         ).write(self.pki_dir, "apiserver")
@@ -272,24 +271,30 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{
-                "name": "sidecarset-local",
-                "cluster": {
-                    "server": f"https://127.0.0.1:{state.ports['kube-apiserver']}",
-                    "certificate-authority-data": b64(self.pki_dir / "ca.crt"),
-                },
-            }],
-            "users": [{
-                "name": "admin",
-                "user": {
-                    "client-certificate-data": b64(self.pki_dir / "admin.crt"),
-                    "client-key-data": b64(self.pki_dir / "admin.key"),
-                },
-            }],
-            "contexts": [{
-                "name": "sidecarset-local",
-                "context": {"cluster": "sidecarset-local", "user": "admin"},
-            }],
+            "clusters": [
+                {
+                    "name": "sidecarset-local",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{state.ports['kube-apiserver']}",
+                        "certificate-authority-data": b64(self.pki_dir / "ca.crt"),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate-data": b64(self.pki_dir / "admin.crt"),
+                        "client-key-data": b64(self.pki_dir / "admin.key"),
+                    },
+                }
+            ],
+            "contexts": [
+                {
+                    "name": "sidecarset-local",
+                    "context": {"cluster": "sidecarset-local", "user": "admin"},
+                }
+            ],
             "current-context": "sidecarset-local",
         }
         self.kubeconfig.write_text(yaml.safe_dump(config, sort_keys=False))

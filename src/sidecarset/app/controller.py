@@ -1,0 +1,97 @@
+"""The controller part of the operator: event mapping, the work queue, workers, the Lease.
+
+Only the Lease holder runs reconciles; every replica keeps its caches warm, so a successor takes
+over within the lease duration without a cold start. Losing the lease cancels the workers at
+once (controller-runtime style): two replicas never patch pods at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+
+from sidecarset.app import mapping
+from sidecarset.app.reconciler import SidecarSetReconciler
+from sidecarset.app.writer import Writer
+from sidecarset.core.podview import PodView
+from sidecarset.shell import metrics
+from sidecarset.shell.controller import Controller
+from sidecarset.shell.leader import LeaderElector, LeadershipLost
+from sidecarset.shell.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from sidecarset.app.run import Operator
+
+log = structlog.get_logger("sidecarset.controller")
+
+
+def _injected_index(pod: PodView) -> list[str]:
+    return sorted(mapping.injected_names(pod))
+
+
+def _uninjected_index(pod: PodView) -> list[str]:
+    return [] if mapping.injected_names(pod) else ["true"]
+
+
+async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> None:
+    """Start the controller (under the Lease if enabled); returns once it is started."""
+    assert operator.pods is not None
+    pods = operator.pods.store
+    pods.add_index("injected", _injected_index)
+    pods.add_index("uninjected", _uninjected_index)
+    writer = Writer(operator.client, pods, namespace=operator.settings.namespace)
+    reconciler = SidecarSetReconciler(
+        sidecarsets=operator.sidecarsets.store,
+        pods=pods,
+        namespaces=operator.namespaces.store,
+        revision_store=operator.revisions.store,
+        writer=writer,
+        failing_after=timedelta(seconds=operator.settings.failing_after),
+    )
+    queue: WorkQueue[str] = WorkQueue("sidecarsets", clock=operator.clock)
+    controller: Controller[str] = Controller(
+        "sidecarset",
+        reconciler.reconcile,
+        queue,
+        clock=operator.clock,
+        workers=operator.settings.workers,
+        observe_duration=metrics.RECONCILE_DURATION.observe,
+    )
+    sidecarsets = operator.sidecarsets.store
+    await controller.watch(sidecarsets, mapping.sidecarset_keys)
+    await controller.watch(pods, mapping.pod_keys(sidecarsets))
+    await controller.watch(operator.namespaces.store, mapping.namespace_keys(sidecarsets))
+    await controller.watch(operator.revisions.store, mapping.revision_keys)
+
+    async def lead() -> None:
+        if not operator.settings.leader_election:
+            metrics.LEADER.set(1)
+            await controller.run()
+            return
+        elector = LeaderElector(
+            operator.client,
+            namespace=operator.settings.namespace,
+            name=operator.settings.lease_name,
+            clock=operator.clock,
+        )
+        while True:
+            try:
+                async with elector.leading():
+                    metrics.LEADER.set(1)
+                    log.info("leading; controller started", identity=elector.identity)
+                    await controller.run()
+            except LeadershipLost:
+                log.warning("leadership lost; workers stopped, campaigning again")
+            finally:
+                metrics.LEADER.set(0)
+
+    async def depth() -> None:
+        while True:
+            metrics.QUEUE_DEPTH.set(queue.waiting)
+            await asyncio.sleep(2)
+
+    tg.create_task(lead(), name="controller")
+    tg.create_task(depth(), name="queue-depth")

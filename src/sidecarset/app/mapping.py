@@ -1,0 +1,82 @@
+"""Object events -> the SidecarSet keys to reconcile. Never calls the API, never decides.
+
+Pods map to the SidecarSets named in their injected-list annotation, on the old AND the new
+object (so a pod that stops being injected, or is deleted, still wakes its SidecarSets; Kruise
+ignores deletions, which leaves status stale). A pod that a SidecarSet's selector matches but
+that carries no injected-list (created while the webhook was down) maps to that SidecarSet too,
+so missed injections are counted. Namespace label changes wake SidecarSets with a
+namespaceSelector; revisions wake the SidecarSet named in their label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sidecarset.app.projections import NamespaceView, SidecarSetEntry
+from sidecarset.core import selectors, wire
+from sidecarset.core.podview import PodView
+from sidecarset.shell.store import Added, Deleted, Event, Store, Updated
+
+
+def _objects(event: Event[Any]) -> list[Any]:
+    match event:
+        case Added(new=new):
+            return [new]
+        case Updated(old=old, new=new):
+            return [old, new]
+        case Deleted(old=old):
+            return [old]
+
+
+def sidecarset_keys(event: Event[SidecarSetEntry]) -> Iterable[str]:
+    return [event.key]
+
+
+def injected_names(pod: PodView) -> frozenset[str]:
+    raw = pod.annotations.get(wire.INJECTED_LIST_ANNOTATION, "")
+    return frozenset(name for name in raw.split(",") if name)
+
+
+def pod_keys(sidecarsets: Store[SidecarSetEntry]) -> Callable[[Event[PodView]], Iterable[str]]:
+    def keys(event: Event[PodView]) -> Iterable[str]:
+        names: set[str] = set()
+        for pod in _objects(event):
+            injected = injected_names(pod)
+            names |= injected
+            if not injected:
+                for entry in sidecarsets.values():
+                    ss = entry.sidecarset
+                    if (
+                        ss is not None
+                        and ss.spec.selector is not None
+                        and selectors.matches_or_false(ss.spec.selector, pod.labels)
+                    ):
+                        names.add(entry.name)
+        return sorted(n for n in names if n in sidecarsets)
+
+    return keys
+
+
+def namespace_keys(
+    sidecarsets: Store[SidecarSetEntry],
+) -> Callable[[Event[NamespaceView]], Iterable[str]]:
+    def keys(event: Event[NamespaceView]) -> Iterable[str]:
+        if isinstance(event, Updated) and event.old.metadata.labels == event.new.metadata.labels:
+            return []
+        return sorted(
+            entry.name
+            for entry in sidecarsets.values()
+            if entry.sidecarset is not None and entry.sidecarset.spec.namespace_selector is not None
+        )
+
+    return keys
+
+
+def revision_keys(event: Event[dict[str, Any]]) -> Iterable[str]:
+    names = set()
+    for obj in _objects(event):
+        name = ((obj.get("metadata") or {}).get("labels") or {}).get(wire.SIDECARSET_NAME_LABEL)
+        if name:
+            names.add(name)
+    return sorted(names)

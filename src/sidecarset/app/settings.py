@@ -1,0 +1,65 @@
+"""OperatorSettings: every knob of `sidecarset operator run`, each default with its reason."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Mode(StrEnum):
+    ALL = "all"
+    """Webhooks and controller in one process: local clusters, small clusters."""
+    WEBHOOK = "webhook"
+    """Admission only, active on every replica; small caches (no pods)."""
+    CONTROLLER = "controller"
+    """Status and in-place upgrades, leader-elected; holds the pod cache."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    mode: Mode = Mode.ALL
+    kubeconfig: str | None = None
+    """None: in-cluster credentials when running in a pod, else the default kubeconfig."""
+    namespace: str = field(
+        default_factory=lambda: os.environ.get("POD_NAMESPACE", "sidecarset-system")
+    )
+    """The operator's namespace: its Lease, certificate Secret and ControllerRevisions live here,
+    and its pods are never injected. Set it to `kruise-system` to take over Kruise's revisions."""
+    local: bool = False
+    """Local control plane: webhooks registered by URL on 127.0.0.1, certificates in files, CRD
+    installed by the operator. In a cluster the Helm chart installs the CRD."""
+    install_crd: bool = False
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int = 9443
+    """0 picks a free port (local mode)."""
+    probe_port: int = 8080
+    """/healthz, /readyz and /metrics (plain HTTP)."""
+    service_name: str = "sidecarset-webhook"
+    """The Service in front of the webhook (in-cluster webhook configurations point at it)."""
+    cert_dir: Path | None = None
+    """Local mode: where the webhook CA and serving certificate are kept (shared by replicas)."""
+    certificate_secret: str = "sidecarset-webhook-certs"
+    failure_policy: str = "Fail"
+    """Pod injection failurePolicy; see app/webhooks_config.py for why Fail is the default."""
+    excluded_namespaces: tuple[str, ...] = ()
+    """Namespaces never injected, besides kube-system, kube-public, kube-node-lease and ours."""
+    leader_election: bool = True
+    lease_name: str = "sidecarset-controller"
+    workers: int = 3
+    """Reconcile workers; Kruise uses 3. Each SidecarSet is reconciled by one worker at a time."""
+    qps: float = 50.0
+    burst: int = 100
+    """Client-side write limit, so a 2,000-pod rollout cannot flood the API server."""
+    allow_privileged_sidecars: bool = False
+    """Administrator policy: allow SidecarSets that inject privileged containers, host
+    namespaces, added capabilities or hostPath volumes."""
+    allowed_patch_annotations: tuple[str, ...] = ()
+    """Anchored regexes of pod annotation keys `patchPodMetadata` may write (besides the
+    whitelist ConfigMap)."""
+    failing_after: float = 300.0
+    """Seconds an updated pod may stay unavailable before the rollout is reported Stalled
+    (UpdatedPodsFailing): room for an image pull and a slow readiness probe."""
+    ready_file: Path | None = None
+    log_level: str = "info"

@@ -1,0 +1,156 @@
+"""The webhook configurations the operator registers, and why each setting is what it is.
+
+- Pod injection: CREATE only (containers of a live pod cannot be added), `failurePolicy: Fail`:
+  a pod created without its log shipper or proxy is silent data loss, while a refused creation is
+  retried by the pod's controller within seconds. The blast radius is bounded instead by
+  namespace exclusions (kube-system, kube-public, kube-node-lease and the operator's own
+  namespace, so the cluster and the operator itself can always start) and by the per-pod
+  opt-out label, which keeps such pods away from the webhook entirely.
+- `timeoutSeconds: 5`: answers come from memory in milliseconds; a short timeout bounds how long
+  a pod creation can hang when the operator is unreachable (the apiserver's default is 10).
+- SidecarSet defaulting and validation: `failurePolicy: Fail`, because an unvalidated SidecarSet
+  can break every pod it selects.
+- `reinvocationPolicy: IfNeeded` on pods: if a later mutating webhook adds a container or
+  volume, we run again so shared volume mounts and transferred env see the final pod.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MUTATING_NAME = "sidecarset-mutating"
+VALIDATING_NAME = "sidecarset-validating"
+POD_PATH = "/mutate-pod"
+SIDECARSET_MUTATE_PATH = "/mutate-apps-kruise-io-sidecarset"
+SIDECARSET_VALIDATE_PATH = "/validate-apps-kruise-io-sidecarset"
+OPT_OUT_LABEL = "sidecarset.kruise.io/inject"
+ALWAYS_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+TIMEOUT_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the apiserver reaches us: a URL (local control plane) or a Service (in-cluster)."""
+
+    ca_bundle: bytes
+    url_base: str | None = None
+    service_namespace: str | None = None
+    service_name: str | None = None
+    service_port: int = 443
+
+    def client_config(self, path: str) -> dict[str, Any]:
+        config: dict[str, Any] = {"caBundle": base64.b64encode(self.ca_bundle).decode()}
+        if self.url_base is not None:
+            config["url"] = self.url_base.rstrip("/") + path
+        else:
+            config["service"] = {
+                "namespace": self.service_namespace,
+                "name": self.service_name,
+                "path": path,
+                "port": self.service_port,
+            }
+        return config
+
+
+def excluded_namespaces(operator_namespace: str, extra: Sequence[str] = ()) -> list[str]:
+    return sorted({*ALWAYS_EXCLUDED_NAMESPACES, operator_namespace, *extra})
+
+
+def mutating_configuration(
+    endpoint: Endpoint,
+    *,
+    operator_namespace: str,
+    extra_excluded: Sequence[str] = (),
+    failure_policy: str = "Fail",
+) -> dict[str, Any]:
+    namespace_selector = {
+        "matchExpressions": [
+            {
+                "key": "kubernetes.io/metadata.name",
+                "operator": "NotIn",
+                "values": excluded_namespaces(operator_namespace, extra_excluded),
+            }
+        ]
+    }
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": MUTATING_NAME, "labels": {"app.kubernetes.io/part-of": "sidecarset"}},
+        "webhooks": [
+            {
+                "name": "mutate-pod.sidecarset.kruise.io",
+                "clientConfig": endpoint.client_config(POD_PATH),
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "failurePolicy": failure_policy,
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": TIMEOUT_SECONDS,
+                "matchPolicy": "Equivalent",
+                "reinvocationPolicy": "IfNeeded",
+                "namespaceSelector": namespace_selector,
+                "objectSelector": {
+                    "matchExpressions": [
+                        {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["false"]}
+                    ]
+                },
+            },
+            {
+                "name": "mutate-sidecarset.sidecarset.kruise.io",
+                "clientConfig": endpoint.client_config(SIDECARSET_MUTATE_PATH),
+                "rules": [
+                    {
+                        "apiGroups": ["apps.kruise.io"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["sidecarsets"],
+                        "scope": "Cluster",
+                    }
+                ],
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": TIMEOUT_SECONDS,
+            },
+        ],
+    }
+
+
+def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {
+            "name": VALIDATING_NAME,
+            "labels": {"app.kubernetes.io/part-of": "sidecarset"},
+        },
+        "webhooks": [
+            {
+                "name": "validate-sidecarset.sidecarset.kruise.io",
+                "clientConfig": endpoint.client_config(SIDECARSET_VALIDATE_PATH),
+                "rules": [
+                    {
+                        "apiGroups": ["apps.kruise.io"],
+                        "apiVersions": ["v1alpha1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["sidecarsets"],
+                        "scope": "Cluster",
+                    }
+                ],
+                "failurePolicy": "Fail",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": TIMEOUT_SECONDS,
+            }
+        ],
+    }

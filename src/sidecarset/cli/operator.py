@@ -1,0 +1,116 @@
+"""`sidecarset operator run`: the operator process (webhooks, controller, or both)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sidecarset.app.settings import Mode, OperatorSettings
+
+app = typer.Typer(help="Run the sidecarset operator.", no_args_is_help=True)
+
+
+@app.command()
+def run(
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="all: webhooks and controller; webhook: admission "
+            "only (every replica); controller: status and upgrades "
+            "(leader-elected)."
+        ),
+    ] = Mode.ALL,
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option(
+            help="Kubeconfig file; default: in-cluster credentials in a pod, else ~/.kube/config.",
+            envvar="KUBECONFIG",
+        ),
+    ] = None,
+    namespace: Annotated[
+        str,
+        typer.Option(
+            envvar="POD_NAMESPACE",
+            help="The operator's namespace (Lease, certificates, revisions).",
+        ),
+    ] = "sidecarset-system",
+    local: Annotated[
+        bool,
+        typer.Option(
+            help="Local control plane: URL webhooks on 127.0.0.1, "
+            "file certificates, install the CRD."
+        ),
+    ] = False,
+    webhook_port: Annotated[
+        int, typer.Option(help="HTTPS webhook port (0: any free port).")
+    ] = 9443,
+    probe_port: Annotated[
+        int, typer.Option(help="Port of /healthz, /readyz, /metrics (0: any free port).")
+    ] = 8080,
+    failure_policy: Annotated[
+        str, typer.Option(help="Pod injection failurePolicy: Fail or Ignore.")
+    ] = "Fail",
+    exclude_namespace: Annotated[
+        list[str] | None, typer.Option(help="Never inject pods in this namespace (repeatable).")
+    ] = None,
+    leader_election: Annotated[
+        bool, typer.Option(help="Run the controller only while holding the Lease.")
+    ] = True,
+    workers: Annotated[int, typer.Option(min=1, max=32, help="Reconcile workers.")] = 3,
+    qps: Annotated[float, typer.Option(help="Client-side API request rate limit.")] = 50.0,
+    allow_privileged_sidecars: Annotated[
+        bool,
+        typer.Option(
+            help="Allow SidecarSets injecting privileged containers, host namespaces, added "
+            "capabilities or hostPath volumes."
+        ),
+    ] = False,
+    failing_after: Annotated[
+        float,
+        typer.Option(
+            help="Seconds an updated pod may stay unavailable before the rollout is "
+            "reported Stalled."
+        ),
+    ] = 300.0,
+    ready_file: Annotated[
+        Path | None, typer.Option(help="Created once the operator is ready (for scripts).")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the operator until SIGTERM.
+
+    \b
+    Examples:
+      sidecarset operator run                          # in a pod: all modes, in-cluster auth
+      sidecarset operator run --mode webhook           # admission only, on every replica
+      sidecarset operator run --local --kubeconfig .cluster/kubeconfig --webhook-port 0
+    """
+    from sidecarset.app import run as runner
+    from sidecarset.shell import logs
+
+    if failure_policy not in ("Fail", "Ignore"):
+        raise typer.BadParameter("must be Fail or Ignore", param_hint="--failure-policy")
+    logs.configure(log_level)
+    settings = OperatorSettings(
+        mode=mode,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        local=local,
+        install_crd=local,
+        webhook_host="127.0.0.1" if local else "0.0.0.0",
+        webhook_port=webhook_port,
+        probe_port=probe_port,
+        failure_policy=failure_policy,
+        excluded_namespaces=tuple(exclude_namespace or ()),
+        leader_election=leader_election,
+        workers=workers,
+        qps=qps,
+        allow_privileged_sidecars=allow_privileged_sidecars,
+        ready_file=ready_file,
+        log_level=log_level,
+        failing_after=failing_after,
+    )
+    asyncio.run(runner.run(settings))
