@@ -53,25 +53,46 @@ def node_status(now: str) -> dict[str, Any]:
         ("PIDPressure", "KubeletHasSufficientPID"),
     ]
     conditions = [
-        {"type": t, "status": "False", "reason": r, "lastHeartbeatTime": now,
-         "lastTransitionTime": now, "message": "simulated"}
+        {
+            "type": t,
+            "status": "False",
+            "reason": r,
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+            "message": "simulated",
+        }
         for t, r in pressure
     ]
-    conditions.append({"type": "Ready", "status": "True", "reason": "KubeletReady",
-                       "lastHeartbeatTime": now, "lastTransitionTime": now,
-                       "message": "simulated kubelet is posting ready status"})
-    return {"status": {
-        "capacity": capacity,
-        "allocatable": capacity,
-        "conditions": conditions,
-        "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-        "nodeInfo": {
-            "kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": KUBELET_VERSION,
-            "containerRuntimeVersion": "simulated://1.0", "operatingSystem": "linux",
-            "architecture": "amd64", "osImage": "sidecarset node simulator",
-            "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
-        },
-    }}
+    conditions.append(
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "lastHeartbeatTime": now,
+            "lastTransitionTime": now,
+            "message": "simulated kubelet is posting ready status",
+        }
+    )
+    return {
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": conditions,
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "nodeInfo": {
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": KUBELET_VERSION,
+                "containerRuntimeVersion": "simulated://1.0",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "osImage": "sidecarset node simulator",
+                "kernelVersion": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
+        }
+    }
 
 
 class NodeSimulator:
@@ -120,7 +141,8 @@ class NodeSimulator:
                 pass
             await self._client.patch(
                 resource_path("v1", "nodes", name=name, subresource="status"),
-                node_status(now), content_type=STRATEGIC_MERGE_PATCH,
+                node_status(now),
+                content_type=STRATEGIC_MERGE_PATCH,
             )
 
     async def _heartbeat(self) -> None:
@@ -241,7 +263,10 @@ class NodeSimulator:
         if pod is None:
             return
         result = kubelet.step(
-            pod, self._marks.get(uid, {}), wall=datetime.now(UTC), mono=time.monotonic(),
+            pod,
+            self._marks.get(uid, {}),
+            wall=datetime.now(UTC),
+            mono=time.monotonic(),
             rules=self._rules,
         )
         meta = pod["metadata"]
@@ -249,8 +274,13 @@ class NodeSimulator:
             path = resource_path("v1", "pods", namespace=meta["namespace"], name=meta["name"])
             try:
                 await self._client.delete(
-                    path, {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                           "preconditions": {"uid": uid}},
+                    path,
+                    {
+                        "kind": "DeleteOptions",
+                        "apiVersion": "v1",
+                        "gracePeriodSeconds": 0,
+                        "preconditions": {"uid": uid},
+                    },
                 )
             except (errors.NotFound, errors.Conflict):
                 pass
@@ -258,8 +288,9 @@ class NodeSimulator:
             return
         self._marks[uid] = result.marks
         if result.patch is not None:
-            path = resource_path("v1", "pods", namespace=meta["namespace"], name=meta["name"],
-                                 subresource="status")
+            path = resource_path(
+                "v1", "pods", namespace=meta["namespace"], name=meta["name"], subresource="status"
+            )
             try:
                 updated = await self._client.patch(
                     path, result.patch, content_type=STRATEGIC_MERGE_PATCH

@@ -102,8 +102,16 @@ def step(
     for c in spec.get("initContainers") or []:
         native = _is_native(c)
         st = _advance(
-            c, old_init.get(c["name"]), uid, may_start, native=native, plain_init=not native,
-            clock=clock, marks=new_marks, wakes=wakes, rules=rules,
+            c,
+            old_init.get(c["name"]),
+            uid,
+            may_start,
+            native=native,
+            plain_init=not native,
+            clock=clock,
+            marks=new_marks,
+            wakes=wakes,
+            rules=rules,
         )
         init_statuses.append(st)
         done = st.get("started") if native else _completed(st)
@@ -112,15 +120,24 @@ def step(
 
     main_statuses = [
         _advance(
-            c, old_main.get(c["name"]), uid, initialized, native=False, plain_init=False,
-            clock=clock, marks=new_marks, wakes=wakes, rules=rules,
+            c,
+            old_main.get(c["name"]),
+            uid,
+            initialized,
+            native=False,
+            plain_init=False,
+            clock=clock,
+            marks=new_marks,
+            wakes=wakes,
+            rules=rules,
         )
         for c in spec.get("containers") or []
     ]
     main_statuses.sort(key=lambda s: s["name"])  # the kubelet sorts regular statuses by name
 
     containers_ready = all(s["ready"] for s in main_statuses) and all(
-        s["ready"] for s, c in zip(init_statuses, spec.get("initContainers") or [], strict=True)
+        s["ready"]
+        for s, c in zip(init_statuses, spec.get("initContainers") or [], strict=True)
         if _is_native(c)
     )
     conditions = {c["type"]: c for c in status.get("conditions") or []}
@@ -130,26 +147,43 @@ def step(
 
     desired: dict[str, tuple[str, str, str]] = {
         "PodReadyToStartContainers": ("True", "", ""),
-        "Initialized": ("True", "", "") if initialized else (
-            "False", "ContainersNotInitialized", "containers with incomplete status: "
-            + "[" + " ".join(s["name"] for s in init_statuses if not _init_done(s)) + "]"),
-        "ContainersReady": ("True", "", "") if containers_ready else (
-            "False", "ContainersNotReady",
-            f"containers with unready status: [{' '.join(unready)}]"),
+        "Initialized": ("True", "", "")
+        if initialized
+        else (
+            "False",
+            "ContainersNotInitialized",
+            "containers with incomplete status: "
+            + "["
+            + " ".join(s["name"] for s in init_statuses if not _init_done(s))
+            + "]",
+        ),
+        "ContainersReady": ("True", "", "")
+        if containers_ready
+        else (
+            "False",
+            "ContainersNotReady",
+            f"containers with unready status: [{' '.join(unready)}]",
+        ),
     }
     if not containers_ready:
         desired["Ready"] = desired["ContainersReady"]
     elif missing_gates:
-        desired["Ready"] = ("False", "ReadinessGatesNotReady",
-                            f"the status of pod readiness gate {missing_gates[0]!r} is not True")
+        desired["Ready"] = (
+            "False",
+            "ReadinessGatesNotReady",
+            f"the status of pod readiness gate {missing_gates[0]!r} is not True",
+        )
     else:
         desired["Ready"] = ("True", "", "")
 
     changed_conditions = []
     for ctype, (cstatus, reason, message) in desired.items():
         old = conditions.get(ctype)
-        if old and old.get("status") == cstatus and old.get("reason", "") == reason and (
-            old.get("message", "") == message
+        if (
+            old
+            and old.get("status") == cstatus
+            and old.get("reason", "") == reason
+            and (old.get("message", "") == message)
         ):
             continue
         cond: dict[str, Any] = {
@@ -191,8 +225,9 @@ def step(
     if changed_conditions:
         patch_status["conditions"] = changed_conditions
     wake = max(0.0, min(wakes) - mono) if wakes else None
-    return Step(patch={"status": patch_status} if patch_status else None,
-                wake_after=wake, marks=new_marks)
+    return Step(
+        patch={"status": patch_status} if patch_status else None, wake_after=wake, marks=new_marks
+    )
 
 
 def _completed(st: Mapping[str, Any]) -> bool:
@@ -224,14 +259,30 @@ def _advance(
         marks[key] = clock.mono
         reason = "ContainerCreating" if may_start else "PodInitializing"
         st: ContainerStatus = {
-            "name": name, "image": image, "imageID": "", "ready": False, "started": False,
-            "restartCount": 0, "state": {"waiting": {"reason": reason}}, "lastState": {},
+            "name": name,
+            "image": image,
+            "imageID": "",
+            "ready": False,
+            "started": False,
+            "restartCount": 0,
+            "state": {"waiting": {"reason": reason}},
+            "lastState": {},
         }
         if native:
             st["restartPolicy"] = "Always"
         if may_start and rules.start_delay <= 0:
-            return _advance(c, st, uid, may_start, native=native, plain_init=plain_init,
-                            clock=clock, marks=marks, wakes=wakes, rules=rules)
+            return _advance(
+                c,
+                st,
+                uid,
+                may_start,
+                native=native,
+                plain_init=plain_init,
+                clock=clock,
+                marks=marks,
+                wakes=wakes,
+                rules=rules,
+            )
         if may_start:
             wakes.append(clock.mono + rules.start_delay)
         return st
@@ -258,8 +309,12 @@ def _advance(
         if rules.fails(image):
             if due(rules.crash_after):
                 _kill(st, clock, exit_code=1, reason="Error")
-                st["state"] = {"waiting": {"reason": "CrashLoopBackOff",
-                                           "message": f"back-off restarting failed container {name}"}}
+                st["state"] = {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": f"back-off restarting failed container {name}",
+                    }
+                }
                 marks[key] = clock.mono
                 wakes.append(clock.mono + rules.crash_backoff)
             return st
@@ -274,7 +329,9 @@ def _advance(
         st["state"] = {"waiting": {"reason": "ContainerCreating"}}
         marks[key] = clock.mono
         since = clock.mono
-    delay = rules.crash_backoff if waiting.get("reason") == "CrashLoopBackOff" else rules.start_delay
+    delay = (
+        rules.crash_backoff if waiting.get("reason") == "CrashLoopBackOff" else rules.start_delay
+    )
     if not due(delay):
         return st
     restarts = int(st.get("restartCount", 0))
@@ -288,9 +345,15 @@ def _advance(
     marks[key] = clock.mono
     if plain_init:
         st["started"] = False
-        st["state"] = {"terminated": {"exitCode": 0, "reason": "Completed",
-                                      "startedAt": clock.iso, "finishedAt": clock.iso,
-                                      "containerID": st["containerID"]}}
+        st["state"] = {
+            "terminated": {
+                "exitCode": 0,
+                "reason": "Completed",
+                "startedAt": clock.iso,
+                "finishedAt": clock.iso,
+                "containerID": st["containerID"],
+            }
+        }
         return st
     st["state"] = {"running": {"startedAt": clock.iso}}
     if rules.fails(image):
@@ -304,10 +367,15 @@ def _advance(
 
 def _kill(st: ContainerStatus, clock: _Clock, *, exit_code: int, reason: str) -> None:
     started_at = st.get("state", {}).get("running", {}).get("startedAt")
-    st["lastState"] = {"terminated": {
-        "exitCode": exit_code, "reason": reason, "startedAt": started_at,
-        "finishedAt": clock.iso, "containerID": st.get("containerID"),
-    }}
+    st["lastState"] = {
+        "terminated": {
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": started_at,
+            "finishedAt": clock.iso,
+            "containerID": st.get("containerID"),
+        }
+    }
     st["state"] = {"waiting": {"reason": "ContainerCreating"}}
     st["ready"] = False
     st["started"] = False

@@ -10,17 +10,29 @@ from typing import Any
 from sidecarset.simulator import images, kubelet
 
 WALL = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-RULES = kubelet.Rules(start_delay=1.0, ready_delay=2.0, crash_after=0.5, crash_backoff=1.0,
-                      failing_images=re.compile(r":broken"))
+RULES = kubelet.Rules(
+    start_delay=1.0,
+    ready_delay=2.0,
+    crash_after=0.5,
+    crash_backoff=1.0,
+    failing_images=re.compile(r":broken"),
+)
 
 
 def make_pod(**spec: Any) -> dict[str, Any]:
-    base = {"containers": [{"name": "app", "image": "nginx:1.25"},
-                           {"name": "filebeat", "image": "filebeat:7.16.2"}],
-            "nodeName": "sim-node-0"}
+    base = {
+        "containers": [
+            {"name": "app", "image": "nginx:1.25"},
+            {"name": "filebeat", "image": "filebeat:7.16.2"},
+        ],
+        "nodeName": "sim-node-0",
+    }
     base.update(spec)
-    return {"metadata": {"name": "p", "namespace": "ns", "uid": "uid-1", "generation": 1},
-            "spec": base, "status": {"phase": "Pending"}}
+    return {
+        "metadata": {"name": "p", "namespace": "ns", "uid": "uid-1", "generation": 1},
+        "spec": base,
+        "status": {"phase": "Pending"},
+    }
 
 
 class Kubelet:
@@ -55,8 +67,10 @@ class Kubelet:
             t = t + max(result.wake_after, 0.001)
 
     def container(self, name: str) -> dict[str, Any]:
-        for st in [*self.pod["status"].get("containerStatuses", []),
-                   *self.pod["status"].get("initContainerStatuses", [])]:
+        for st in [
+            *self.pod["status"].get("containerStatuses", []),
+            *self.pod["status"].get("initContainerStatuses", []),
+        ]:
             if st["name"] == name:
                 return st
         raise KeyError(name)
@@ -140,10 +154,12 @@ def test_a_failing_image_crash_loops_with_growing_restart_count() -> None:
 
 
 def test_init_containers_run_in_order_and_native_sidecars_keep_running() -> None:
-    pod = make_pod(initContainers=[
-        {"name": "setup", "image": "busybox:1"},
-        {"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"},
-    ])
+    pod = make_pod(
+        initContainers=[
+            {"name": "setup", "image": "busybox:1"},
+            {"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"},
+        ]
+    )
     k = Kubelet(pod)
     k.at(0.0)
     assert k.container("proxy")["state"]["waiting"]["reason"] == "PodInitializing"
@@ -158,8 +174,9 @@ def test_init_containers_run_in_order_and_native_sidecars_keep_running() -> None
 
 
 def test_a_native_sidecar_image_change_restarts_it_in_place() -> None:
-    pod = make_pod(initContainers=[{"name": "proxy", "image": "envoy:1",
-                                    "restartPolicy": "Always"}])
+    pod = make_pod(
+        initContainers=[{"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"}]
+    )
     k = Kubelet(pod)
     k.settle(20)
     k.pod["spec"]["initContainers"][0]["image"] = "envoy:2"
