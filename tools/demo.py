@@ -1,103 +1,126 @@
 #!/usr/bin/env python3
-"""`make demo`: a local control plane with the operator, the logging example, and a rollout.
+"""`make demo`: the local control plane with the operator, the logging example, a live rollout.
 
-Runs inside the project's virtualenv. Each step prints what it does; the cluster keeps running
-afterwards (stop it with `make demo-down`).
+Runs inside the project's virtualenv (the Makefile creates it and builds the binaries first).
+Every step says what it does and shows the command; the cluster keeps running afterwards
+(`make demo-down` stops it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-SIDECARSET = str(BIN / "sidecarset")
+SIDECARSET = str(Path(sys.executable).parent / "sidecarset")
+NAMESPACE = "demo"
+NEW_IMAGE = "docker.elastic.co/beats/filebeat:7.16.3"
+TTY = sys.stdout.isatty()
 
 
 def say(message: str) -> None:
-    print(
-        f"\n\033[1m==> {message}\033[0m" if sys.stdout.isatty() else f"\n==> {message}", flush=True
-    )
+    print(f"\n\033[1m==> {message}\033[0m" if TTY else f"\n==> {message}", flush=True)
 
 
-def run(*argv: str, env: dict[str, str] | None = None, check: bool = True) -> str:
-    print("$ " + " ".join(argv), flush=True)
+def run(*argv: str, env: dict[str, str] | None = None, quiet: bool = False) -> str:
+    if not quiet:
+        print("$ " + " ".join(argv), flush=True)
     proc = subprocess.run(argv, env=env, text=True, capture_output=True, check=False)
-    if proc.stdout:
-        print(proc.stdout.rstrip(), flush=True)
     if proc.returncode != 0:
-        print(proc.stderr.rstrip(), file=sys.stderr, flush=True)
-        if check:
-            sys.exit(f"demo: `{' '.join(argv)}` failed (exit {proc.returncode})")
+        sys.exit(f"demo: `{' '.join(argv)}` failed (exit {proc.returncode}):\n{proc.stderr}")
+    if proc.stdout and not quiet:
+        print(proc.stdout.rstrip(), flush=True)
     return proc.stdout
 
 
 def cluster_env() -> dict[str, str]:
-    exports = run(SIDECARSET, "cluster", "env")
     env = dict(os.environ)
-    for line in exports.splitlines():
+    for line in run(SIDECARSET, "cluster", "env", quiet=True).splitlines():
         key, _, value = line.removeprefix("export ").partition("=")
         env[key] = value.strip("'")
     return env
 
 
-def wait_for(what: str, check: callable[[], bool], timeout: float = 120) -> None:  # type: ignore[valid-type]
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(1)
-    sys.exit(f"demo: timed out waiting for {what}")
+    sys.exit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
+
+
+def pods(env: dict[str, str]) -> list[dict[str, object]]:
+    out = run("kubectl", "-n", NAMESPACE, "get", "pods", "-l", "app=nginx", "-o", "json",
+              env=env, quiet=True)
+    items = json.loads(out)["items"]
+    return [p for p in items if not p["metadata"].get("deletionTimestamp")]
+
+
+def all_ready(env: dict[str, str], count: int) -> bool:
+    found = pods(env)
+    return len(found) == count and all(
+        any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get(
+            "conditions", [])) for p in found)
 
 
 def main() -> None:
-    with_operator = (ROOT / "src/sidecarset/app/run.py").exists()
-    say("starting the local control plane" + (" and the operator" if with_operator else ""))
-    run(SIDECARSET, "cluster", "up", *([] if with_operator else ["--no-operator"]))
+    say("1. Start a real local control plane, 3 simulated nodes and the operator")
+    run(SIDECARSET, "cluster", "up")
     env = cluster_env()
-    kubectl = ["kubectl"]
-    run(*kubectl, "get", "nodes", "-o", "wide", env=env)
-    examples = ROOT / "examples" / "logging"
-    if not (with_operator and examples.exists()):
-        say("the operator is not part of this build yet: a plain nginx Deployment instead")
-        run(
-            *kubectl,
-            "create",
-            "deployment",
-            "nginx",
-            "--image=nginx:1.25",
-            "--replicas=3",
-            env=env,
-            check=False,
-        )
-        wait_for(
-            "3 ready nginx pods",
-            lambda: (
-                run(
-                    *kubectl,
-                    "get",
-                    "deployment",
-                    "nginx",
-                    "-o",
-                    "jsonpath={.status.readyReplicas}",
-                    env=env,
-                    check=False,
-                ).strip()
-                == "3"
-            ),
-        )
-        run(*kubectl, "get", "pods", "-o", "wide", env=env)
-    else:
-        from demo_rollout import rollout
+    run("kubectl", "get", "nodes", env=env)
 
-        rollout(env, run, say, wait_for)
-    say("done; the cluster keeps running")
-    print('use it:  eval "$(.venv/bin/sidecarset cluster env)"; kubectl get pods -A')
-    print("stop it: make demo-down")
+    say("2. Apply the logging example: Filebeat SidecarSet, its ConfigMap, an nginx Deployment")
+    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], env=env,
+                   capture_output=True, check=False)
+    run("kubectl", "-n", NAMESPACE, "apply", "-f", str(ROOT / "examples" / "logging"), env=env)
+    wait_for("5 ready nginx pods", lambda: all_ready(env, 5))
+    run("kubectl", "-n", NAMESPACE, "get", "pods", "-o",
+        "custom-columns=POD:.metadata.name,CONTAINERS:.spec.containers[*].name,"
+        "IMAGES:.spec.containers[*].image", env=env)
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(env)}  # type: ignore[index]
+    run("kubectl", "get", "sidecarset", "filebeat", env=env)
+
+    say(f"3. Upgrade the sidecar in place: image -> {NEW_IMAGE} (20% of pods at a time)")
+    run("kubectl", "patch", "sidecarset", "filebeat", "--type=json", "-p",
+        json.dumps([{"op": "replace", "path": "/spec/containers/0/image",
+                     "value": NEW_IMAGE}]), env=env)
+    print(f"$ {SIDECARSET} status filebeat --watch", flush=True)
+    watcher = subprocess.Popen([SIDECARSET, "status", "filebeat", "--watch"], env=env)
+    try:
+        wait_for("the rollout to finish", lambda: _complete(env))
+        time.sleep(1.5)  # let the watcher draw the final state
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+
+    say("4. Same pods, app containers never restarted, filebeat restarted once on 7.16.3")
+    run("kubectl", "-n", NAMESPACE, "get", "pods", "-o",
+        "custom-columns=POD:.metadata.name,UID:.metadata.uid,"
+        "IMAGES:.status.containerStatuses[*].image,"
+        "RESTARTS:.status.containerStatuses[*].restartCount", env=env)
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(env)}  # type: ignore[index]
+    print("pods recreated:", "none" if after == before else sorted(set(after) ^ set(before)))
+
+    say("Done. The cluster keeps running.")
+    print('  use it:   eval "$(.venv/bin/sidecarset cluster env)"; kubectl get pods -n demo')
+    print("  explore:  .venv/bin/sidecarset plan filebeat; .venv/bin/sidecarset --help")
+    print("  stop it:  make demo-down")
+
+
+def _complete(env: dict[str, str]) -> bool:
+    out = run("kubectl", "get", "sidecarset", "filebeat", "-o", "json", env=env, quiet=True)
+    obj = json.loads(out)
+    st = obj.get("status", {})
+    return bool(
+        st.get("observedGeneration") == obj["metadata"]["generation"]
+        and st.get("matchedPods") == st.get("updatedPods") == st.get("updatedReadyPods") == 5
+    )
 
 
 if __name__ == "__main__":

@@ -236,17 +236,29 @@ class SidecarContainer(msgspec.Struct, frozen=True, kw_only=True, rename="camel"
     """
 
     name: str = ""
+    """Container name; unique among all sidecars a pod can get."""
     image: str = ""
+    """The sidecar image. Changing it (and nothing else) upgrades running pods in place."""
     restart_policy: str | None = None
+    """`Always` on an init container makes it a native sidecar (Kubernetes 1.29+)."""
     env: tuple[EnvVar, ...] = ()
     volume_mounts: tuple[VolumeMount, ...] = ()
     volume_devices: tuple[VolumeDevice, ...] = ()
     pod_inject_policy: str = ""
+    """`BeforeAppContainer` (default for containers) or `AfterAppContainer` (default for
+    init containers)."""
     upgrade_strategy: SidecarContainerUpgradeStrategy = SidecarContainerUpgradeStrategy()
+    """`upgradeType: ColdUpgrade` (default, restart in place) or `HotUpgrade` with
+    `hotUpgradeEmptyImage` (two alternating containers, never both down)."""
     share_volume_policy: ShareVolumePolicy = ShareVolumePolicy()
+    """`type: enabled` mounts every volume the pod's app containers mount."""
     share_volume_device_policy: ShareVolumePolicy | None = None
+    """`type: enabled` also shares the app containers' volume devices."""
     transfer_env: tuple[TransferEnvVar, ...] = ()
+    """Copy env vars from an app container (named, or named by a pod label/annotation)."""
     resources_policy: ResourcesPolicy | None = None
+    """Compute the sidecar's resources from the app containers' at injection, e.g.
+    `max(cpu*50%, 50m)`."""
     body: JsonObject = msgspec.field(default_factory=dict, name="$body")
 
     @property
@@ -292,12 +304,23 @@ class SidecarSetUpdateStrategy(msgspec.Struct, frozen=True, kw_only=True, rename
     """How running pods get new sidecar images. `None` partition/maxUnavailable mean "not set"."""
 
     type: str = ""
+    """`RollingUpdate` (default) or `NotUpdate` (inject only, never touch running pods)."""
     paused: bool = False
+    """Stop in-place updates; status is still kept current. `sidecarset pause/resume`."""
     selector: LabelSelector | None = None
+    """Canary: only pods matching this are updated. Cannot be combined with `partition`."""
     partition: IntOrString | None = None
+    """Pods (count or percentage of matched pods, rounded up) kept on the old version: the
+    last ones in update order."""
     max_unavailable: IntOrString | None = None
+    """Pods (count or percentage, rounded up; default 1) that may be updating or
+    updated-but-not-ready at any moment."""
     priority_strategy: UpdatePriorityStrategy | None = None
+    """Update order: `weightPriority` (label selectors with weights, higher first) or
+    `orderPriority` (the integer suffix of a label value, higher first; unlabelled pods
+    last)."""
     scatter_strategy: tuple[ScatterTerm, ...] = ()
+    """Spread pods sharing a label `key: value` (or `value: "*"`) across the rollout."""
 
     @property
     def is_not_update(self) -> bool:
@@ -307,32 +330,58 @@ class SidecarSetUpdateStrategy(msgspec.Struct, frozen=True, kw_only=True, rename
 
 class SidecarSetInjectRevision(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     custom_version: str | None = None
+    """The newest revision labelled `apps.kruise.io/sidecarset-custom-version` with this
+    value."""
     revision_name: str | None = None
+    """The ControllerRevision with this name (in the operator's namespace)."""
     policy: str = ""
+    """`Always` (default): every new pod gets the pinned revision. `Partial`: only pods
+    outside the canary selector, or a `partition` percentage of pods."""
 
 
 class SidecarSetInjectionStrategy(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     paused: bool = False
+    """New pods are not injected with this SidecarSet (running pods are still updated)."""
     revision: SidecarSetInjectRevision | None = None
+    """Inject a recorded ControllerRevision instead of the live spec."""
 
 
 class SidecarSetPatchPodMetadata(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     annotations: dict[str, str] = {}
+    """Annotation keys and values to set; keys must match the administrator's whitelist
+    (anchored regexes)."""
     patch_policy: str = ""
+    """`Retain` (default: only if absent), `Overwrite`, or `MergePatchJson` (RFC 7386 merge
+    into a JSON value)."""
 
 
 class SidecarSetSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     selector: LabelSelector | None = None
+    """Pods whose labels match get the sidecars at creation. Required and non-empty."""
     namespace: str = ""
+    """Only pods in this namespace (v1alpha1). Cannot be combined with `namespaceSelector`."""
     namespace_selector: LabelSelector | None = None
+    """Only pods in namespaces whose labels match; unset means every namespace."""
     init_containers: tuple[SidecarContainer, ...] = ()
+    """Init containers to inject, before or after the pod's own. Those with `restartPolicy:
+    Always` are native sidecars and are upgraded in place like `containers` (Kruise does
+    not)."""
     containers: tuple[SidecarContainer, ...] = ()
+    """The sidecar containers. Changing only `image` upgrades running pods in place; any
+    other change reaches only pods created afterwards (admission warns)."""
     volumes: tuple[Volume, ...] = ()
+    """Volumes the sidecars mount. Only those referenced by an injected mount are added; a
+    pod volume of the same name wins."""
     update_strategy: SidecarSetUpdateStrategy = SidecarSetUpdateStrategy()
+    """How running pods get a new sidecar image."""
     injection_strategy: SidecarSetInjectionStrategy = SidecarSetInjectionStrategy()
+    """Which version new pods get, or no injection at all."""
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
+    """Added to the pod's pull secrets at injection (no duplicates)."""
     revision_history_limit: int | None = None
+    """ControllerRevisions kept per SidecarSet (default 10, at least 1)."""
     patch_pod_metadata: tuple[SidecarSetPatchPodMetadata, ...] = ()
+    """Pod annotations to set at injection and at each in-place update."""
 
 
 # --- status -----------------------------------------------------------------------------------
@@ -351,13 +400,23 @@ class Condition(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 class SidecarSetStatus(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     observed_generation: int = 0
+    """The `metadata.generation` this status describes."""
     matched_pods: int = 0
+    """Active pods injected by this SidecarSet (pods created before it are not counted)."""
     updated_pods: int = 0
+    """Matched pods whose sidecars are at the current spec (hash annotation)."""
     ready_pods: int = 0
+    """Matched pods that are Ready with every sidecar running what their spec says."""
     updated_ready_pods: int = 0
+    """Pods counted in both `updatedPods` and `readyPods`."""
     latest_revision: str = ""
+    """The ControllerRevision holding the current spec."""
     collision_count: int | None = None
+    """Bumped when a revision name collides; part of the next revision's name."""
     conditions: tuple[Condition, ...] = ()
+    """`Ready`, `Progressing` and `Stalled`, with reasons such as `RolloutComplete`,
+    `Rolling`, `WaitingForUnavailableBudget`, `Paused`, `PodsNotUpgradable`,
+    `UpdatedPodsFailing`."""
 
 
 class SidecarSet(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
