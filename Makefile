@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 testbin:
-	$(PYTHON) tools/build_testbin.py
+	$(PYTHON) tools/build_testbin.py --with-helm
 
 demo: install testbin
 	$(BIN)/python tools/demo.py

@@ -4,7 +4,8 @@ kube-scheduler, kubectl) from Go modules into a git-ignored folder.
 
 Standard library only: it runs before the project's virtualenv exists.
 The wrapper modules in tools/k8s-testbin and tools/etcd-testbin pin the versions; their go.sum
-files pin the checksums. A stamp file makes a second run a no-op.
+files pin the checksums. A stamp file makes a second run a no-op. `--with-helm` also builds
+`helm` (pinned by tools/helm-testbin, a few minutes cold), which the chart tests use.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 K8S_MODULE = ROOT / "tools" / "k8s-testbin"
 ETCD_MODULE = ROOT / "tools" / "etcd-testbin"
+HELM_MODULE = ROOT / "tools" / "helm-testbin"
 DEFAULT_OUT = ROOT / ".testbin"
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 MIN_FREE_BYTES = 8 * 1024**3  # module cache + build cache + binaries, with headroom
@@ -189,10 +191,43 @@ def build(out: Path, force: bool) -> None:
     print(f"built in {elapsed / 60:.1f} min: {', '.join([*KUBE_COMMANDS, 'etcd'])}")
 
 
+def build_helm(out: Path, force: bool) -> None:
+    """`helm` from the version tools/helm-testbin pins; skipped when that version is built."""
+    version = required_version(HELM_MODULE / "go.mod", "helm.sh/helm/v4")
+    stamp = out / "helm.stamp"
+    if not force and (out / "helm").is_file() and stamp.exists() and stamp.read_text() == version:
+        print(f"helm {version} already built in {out}")
+        return
+    go = check_go()
+    check_disk(out)
+    env = go_env()
+    log = out / "build-helm.log"
+    log.write_text("")
+    run_step(
+        f"build helm {version}",
+        [
+            go,
+            "build",
+            "-buildvcs=false",
+            "-trimpath",
+            "-ldflags",
+            f"-s -w -X helm.sh/helm/v4/internal/version.version={version}",
+            "-o",
+            str(out / "helm"),
+            "helm.sh/helm/v4/cmd/helm",
+        ],
+        HELM_MODULE,
+        env,
+        log,
+    )
+    stamp.write_text(version)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description="Build the local control plane's binaries from Go modules (skips if built).",
         epilog="example: python3 tools/build_testbin.py            # into .testbin/\n"
+        "         python3 tools/build_testbin.py --with-helm  # and helm, for the chart tests\n"
         "         SIDECARSET_TESTBIN=/opt/kb python3 tools/build_testbin.py --force",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -203,9 +238,14 @@ def main() -> int:
         help="where the binaries go (default: $SIDECARSET_TESTBIN or .testbin/)",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if the stamp matches")
+    parser.add_argument(
+        "--with-helm", action="store_true", help="also build helm (for the chart tests)"
+    )
     args = parser.parse_args()
     try:
         build(args.out.resolve(), args.force)
+        if args.with_helm:
+            build_helm(args.out.resolve(), args.force)
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

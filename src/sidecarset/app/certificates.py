@@ -50,9 +50,11 @@ def issue(
     ips: tuple[str, ...],
     validity: dt.timedelta = SERVING_VALIDITY,
 ) -> pki.KeyPair:
-    return ca.issue(
-        hosts[0] if hosts else ips[0], dns_names=hosts, ips=ips, server=True, validity=validity
-    )
+    # X.509 caps a common name at 64 characters, and `<service>.<namespace>.svc` can be longer;
+    # clients match the SANs (Go ignores the CN for hostnames), so the CN is only a label.
+    fitting = [name for name in (*hosts, *ips) if len(name) <= 64]
+    common_name = fitting[0] if fitting else (hosts or ips)[0][:64]
+    return ca.issue(common_name, dns_names=hosts, ips=ips, server=True, validity=validity)
 
 
 def service_hosts(service: str, namespace: str) -> tuple[str, ...]:

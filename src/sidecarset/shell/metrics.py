@@ -50,6 +50,12 @@ POD_UPDATES = Counter(
     ["sidecarset", "result"],
 )
 LEADER = Gauge("sidecarset_leader", "1 while this replica runs the controller.")
+API_REQUESTS = Counter(
+    "sidecarset_api_requests_total",
+    "Requests this process sent to the API server, by verb (GET, LIST, WATCH, POST, PATCH, PUT, "
+    "DELETE) and resource (pods, pods/status, sidecarsets/status, ...).",
+    ["verb", "resource"],
+)
 INFORMER_RELISTS = Counter(
     "sidecarset_informer_relists_total",
     "Full relists, by resource.",

@@ -21,6 +21,7 @@ from kubernetes_asyncio.client import Configuration
 from kubernetes_asyncio.config import kube_config
 from kubernetes_asyncio.config.incluster_config import load_incluster_config
 
+from sidecarset.shell import metrics
 from sidecarset.shell.kube import errors
 
 JSON = dict[str, Any]
@@ -85,6 +86,25 @@ class RequestCounter:
     writes: int = 0
 
 
+def request_kind(method: str, path: str) -> tuple[str, str]:
+    """(verb, resource) of a request path, as the apiserver counts them: a GET without a name is
+    a LIST; the resource includes the subresource (`pods/status`); "" for a non-API path."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    if parts[0] == "api":
+        rest = parts[2:]
+    elif parts[0] == "apis":
+        rest = parts[3:]
+    else:
+        return method, ""
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        rest = rest[2:]
+    if not rest:
+        return method, ""
+    resource = rest[0] + (f"/{rest[2]}" if len(rest) >= 3 else "")
+    verb = "LIST" if method == "GET" and len(rest) == 1 else method
+    return verb, resource
+
+
 class KubeClient:
     """Thin async client: JSON in, JSON (or raw bytes) out, `errors.ApiError` on failure."""
 
@@ -138,7 +158,9 @@ class KubeClient:
 
     async def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        token = await self._config.get_api_key_with_prefix("authorization")
+        # kubernetes_asyncio's loaders (kubeconfig token, exec plugin, in-cluster) store the
+        # "Bearer ..." value under "BearerToken"; the alias covers hand-made Configurations.
+        token = await self._config.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             headers["Authorization"] = token
         if content_type:
@@ -161,6 +183,7 @@ class KubeClient:
             self.counter.reads += 1
         else:
             self.counter.writes += 1
+        metrics.API_REQUESTS.labels(*request_kind(method, path)).inc()
         data: bytes | None = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -264,6 +287,7 @@ class KubeClient:
         """
         await self._limiter.acquire()
         self.counter.reads += 1
+        metrics.API_REQUESTS.labels("WATCH", request_kind("GET", path)[1]).inc()
         query: dict[str, str] = {k: str(v) for k, v in params.items()}
         query.update(
             watch="true",
@@ -294,6 +318,10 @@ class KubeClient:
                         raise errors.Unavailable(0, "watch event too large")
                 if buffer.strip():
                     yield buffer
+        except aiohttp.ConnectionTimeoutError as err:
+            # A subclass of ServerTimeoutError, but no silent stream: the apiserver could not be
+            # reached (down, draining, blackholed), which callers back off from like a refusal.
+            raise errors.Unavailable(0, f"watch {path}: connect timed out") from err
         except aiohttp.ServerTimeoutError as err:
             raise TimeoutError(f"watch {path} silent for {inactivity_timeout}s") from err
         except (aiohttp.ClientError, ConnectionError) as err:

@@ -1,0 +1,187 @@
+"""The Helm chart (issue 6): linted and rendered by the real helm, every object it renders
+accepted by the real kube-apiserver (server-side dry run), its names and flags matching the
+operator's. test_rbac.py runs the operator under the chart's RBAC."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+import typer
+
+from sidecarset.app import run as operator_run
+from sidecarset.app import webhooks_config
+from sidecarset.cli import operator as operator_cli
+from sidecarset.shell.kube.client import KubeClient
+from tests.integration import chart
+
+RELEASE = "sidecarset"
+
+
+def test_helm_lint_passes_strict() -> None:
+    out = chart.helm("lint", "--strict", str(chart.CHART))
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_the_chart_ships_the_operators_crd_byte_for_byte(tmp_path: Path) -> None:
+    """crds/sidecarsets.yaml is a symlink to the packaged manifest (one source of truth); helm
+    follows it, and `helm package` stores the content, not the link."""
+    crd = operator_run.CRD_PATH.read_text()
+    shown = chart.helm("show", "crds", str(chart.CHART)).removeprefix("---\n")
+    assert shown.strip() == crd.strip()
+    chart.helm("package", str(chart.CHART), "--destination", str(tmp_path))
+    (archive,) = tmp_path.glob("sidecarset-*.tgz")
+    with tarfile.open(archive) as tar:
+        member = tar.getmember("sidecarset/crds/sidecarsets.yaml")
+        assert member.isfile()
+        extracted = tar.extractfile(member)
+        assert extracted is not None
+        assert extracted.read().decode() == crd
+
+
+async def test_every_rendered_object_passes_a_server_side_dry_run(
+    kube: KubeClient, namespace: str
+) -> None:
+    docs = chart.render(RELEASE, namespace, crds=True)
+    assert {d["kind"] for d in docs} == {
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    }
+    for doc in docs:
+        result = await chart.apply(kube, doc, dry_run=True)
+        assert result["kind"] == doc["kind"], result
+
+
+async def test_non_default_values_render_objects_the_apiserver_accepts(
+    kube: KubeClient, namespace: str
+) -> None:
+    values = [
+        "replicas=1",
+        "webhook.failurePolicy=Ignore",
+        "webhook.excludedNamespaces={monitoring,istio-system}",
+        "image.digest=sha256:" + "a" * 64,
+        "allowPrivilegedSidecars=true",
+        "extraArgs={--lease-duration=30}",
+        "nodeSelector.kubernetes\\.io/os=linux",
+    ]
+    docs = chart.render(RELEASE, namespace, values)
+    assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]  # would block drains
+    for doc in docs:
+        await chart.apply(kube, doc, dry_run=True)
+
+
+def test_the_operator_cli_accepts_the_rendered_arguments() -> None:
+    """The container args parse with the real `operator run` command, values included."""
+    values = [
+        "webhook.failurePolicy=Ignore",
+        "webhook.excludedNamespaces={monitoring,istio-system}",
+        "logLevel=debug",
+        "controller.workers=5",
+        "allowPrivilegedSidecars=true",
+    ]
+    docs = chart.render(RELEASE, "sidecarset-system", values, json_values=["controller.qps=12.5"])
+    args = chart.container_args(docs)
+    assert args[:2] == ["operator", "run"]
+    command = typer.main.get_command(operator_cli.app)
+    params = command.make_context("run", args[2:]).params
+    assert params["mode"] == "all"
+    assert params["failure_policy"] == "Ignore"
+    assert params["exclude_namespace"] == ["monitoring", "istio-system"]
+    assert params["log_level"] == "debug"
+    assert params["workers"] == 5
+    assert params["qps"] == 12.5
+    assert params["allow_privileged_sidecars"] is True
+    assert params["install_crd"] is None  # not --local: the chart installs the CRD
+
+
+def test_the_names_the_operator_uses_are_the_charts() -> None:
+    """The Service, certificate Secret and Lease passed as flags, and the webhook configurations
+    named in code, are the objects the chart creates and the names its RBAC rules pin."""
+    docs = chart.render("prod", "ops")
+    args = chart.container_args(docs)
+    service = chart.one(docs, "Service", chart.flag(args, "service-name"))
+    assert service["spec"]["ports"] == [
+        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+    ]
+    container = chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["webhook"] == int(chart.flag(args, "webhook-port"))
+    assert ports["probes"] == int(chart.flag(args, "probe-port"))
+
+    def pinned(kind: str, resource: str) -> set[str]:
+        rules = [r for d in docs if d["kind"] == kind for r in d["rules"]]
+        return {n for r in rules if resource in r["resources"] for n in r.get("resourceNames", [])}
+
+    assert pinned("Role", "secrets") == {chart.flag(args, "certificate-secret")}
+    assert pinned("Role", "leases") == {chart.flag(args, "lease-name")}
+    assert pinned("ClusterRole", "mutatingwebhookconfigurations") == {webhooks_config.MUTATING_NAME}
+    assert pinned("ClusterRole", "validatingwebhookconfigurations") == {
+        webhooks_config.VALIDATING_NAME
+    }
+    assert chart.one(docs, "MutatingWebhookConfiguration", webhooks_config.MUTATING_NAME)
+    assert chart.one(docs, "ValidatingWebhookConfiguration", webhooks_config.VALIDATING_NAME)
+
+
+def test_operator_pods_run_unprivileged_with_probes_and_their_namespace() -> None:
+    spec = chart.one(chart.render(RELEASE, "sidecarset-system"), "Deployment")["spec"]
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "probes"}
+    assert {
+        "name": "POD_NAMESPACE",
+        "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+    } in container["env"]
+    assert spec["replicas"] == 2
+
+
+@pytest.mark.parametrize(
+    ("values", "kinds"),
+    [
+        pytest.param([], set(), id="off-by-default"),
+        pytest.param(
+            ["metrics.serviceMonitor.enabled=true", "metrics.serviceMonitor.labels.release=prom"],
+            {"ServiceMonitor", "Service"},
+            id="enabled",
+        ),
+    ],
+)
+def test_the_service_monitor_is_opt_in(values: list[str], kinds: set[str]) -> None:
+    docs = chart.render(RELEASE, "sidecarset-system", values)
+    metrics = [
+        d
+        for d in docs
+        if d["metadata"]["name"].endswith("-metrics") or d["kind"] == "ServiceMonitor"
+    ]
+    assert {d["kind"] for d in metrics} == kinds
+    if kinds:
+        monitor = chart.one(docs, "ServiceMonitor")
+        assert monitor["metadata"]["labels"]["release"] == "prom"
+        assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+        service = chart.one(docs, "Service", "sidecarset-metrics")
+        assert service["spec"]["ports"][0]["targetPort"] == "probes"
+
+
+def test_values_outside_the_schema_are_refused() -> None:
+    done = chart.helm_result(
+        "template", RELEASE, str(chart.CHART), "--set", "webhook.failurePolicy=Sometimes"
+    )
+    assert done.returncode != 0
+    assert "failurePolicy" in done.stderr
