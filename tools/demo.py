@@ -56,8 +56,19 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 180) -> None
 
 
 def pods(env: dict[str, str]) -> list[dict[str, object]]:
-    out = run("kubectl", "-n", NAMESPACE, "get", "pods", "-l", "app=nginx", "-o", "json",
-              env=env, quiet=True)
+    out = run(
+        "kubectl",
+        "-n",
+        NAMESPACE,
+        "get",
+        "pods",
+        "-l",
+        "app=nginx",
+        "-o",
+        "json",
+        env=env,
+        quiet=True,
+    )
     items = json.loads(out)["items"]
     return [p for p in items if not p["metadata"].get("deletionTimestamp")]
 
@@ -65,8 +76,12 @@ def pods(env: dict[str, str]) -> list[dict[str, object]]:
 def all_ready(env: dict[str, str], count: int) -> bool:
     found = pods(env)
     return len(found) == count and all(
-        any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get(
-            "conditions", [])) for p in found)
+        any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+        for p in found
+    )
 
 
 def main() -> None:
@@ -76,20 +91,36 @@ def main() -> None:
     run("kubectl", "get", "nodes", env=env)
 
     say("2. Apply the logging example: Filebeat SidecarSet, its ConfigMap, an nginx Deployment")
-    subprocess.run(["kubectl", "create", "namespace", NAMESPACE], env=env,
-                   capture_output=True, check=False)
+    subprocess.run(
+        ["kubectl", "create", "namespace", NAMESPACE], env=env, capture_output=True, check=False
+    )
     run("kubectl", "-n", NAMESPACE, "apply", "-f", str(ROOT / "examples" / "logging"), env=env)
     wait_for("5 ready nginx pods", lambda: all_ready(env, 5))
-    run("kubectl", "-n", NAMESPACE, "get", "pods", "-o",
+    run(
+        "kubectl",
+        "-n",
+        NAMESPACE,
+        "get",
+        "pods",
+        "-o",
         "custom-columns=POD:.metadata.name,CONTAINERS:.spec.containers[*].name,"
-        "IMAGES:.spec.containers[*].image", env=env)
+        "IMAGES:.spec.containers[*].image",
+        env=env,
+    )
     before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(env)}  # type: ignore[index]
     run("kubectl", "get", "sidecarset", "filebeat", env=env)
 
     say(f"3. Upgrade the sidecar in place: image -> {NEW_IMAGE} (20% of pods at a time)")
-    run("kubectl", "patch", "sidecarset", "filebeat", "--type=json", "-p",
-        json.dumps([{"op": "replace", "path": "/spec/containers/0/image",
-                     "value": NEW_IMAGE}]), env=env)
+    run(
+        "kubectl",
+        "patch",
+        "sidecarset",
+        "filebeat",
+        "--type=json",
+        "-p",
+        json.dumps([{"op": "replace", "path": "/spec/containers/0/image", "value": NEW_IMAGE}]),
+        env=env,
+    )
     print(f"$ {SIDECARSET} status filebeat --watch", flush=True)
     watcher = subprocess.Popen([SIDECARSET, "status", "filebeat", "--watch"], env=env)
     try:
@@ -100,10 +131,18 @@ def main() -> None:
         watcher.wait(timeout=10)
 
     say("4. Same pods, app containers never restarted, filebeat restarted once on 7.16.3")
-    run("kubectl", "-n", NAMESPACE, "get", "pods", "-o",
+    run(
+        "kubectl",
+        "-n",
+        NAMESPACE,
+        "get",
+        "pods",
+        "-o",
         "custom-columns=POD:.metadata.name,UID:.metadata.uid,"
         "IMAGES:.status.containerStatuses[*].image,"
-        "RESTARTS:.status.containerStatuses[*].restartCount", env=env)
+        "RESTARTS:.status.containerStatuses[*].restartCount",
+        env=env,
+    )
     after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(env)}  # type: ignore[index]
     print("pods recreated:", "none" if after == before else sorted(set(after) ^ set(before)))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -39,17 +40,26 @@ def field_docs(cls: type) -> dict[str, str]:
     tree = ast.parse(inspect.getsource(cls))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs: dict[str, str] = {}
-    for node, following in zip(body, body[1:], strict=False):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(following, ast.Expr)
-                and isinstance(following.value, ast.Constant)
-                and isinstance(following.value.value, str)):
+    for node, following in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
             docs[node.target.id] = " ".join(following.value.value.split())
     return docs
 
 
-SKIPPED = {model.ObjectMeta, model.Volume, model.EnvVar, model.VolumeMount, model.VolumeDevice,
-           model.LocalObjectReference}
+SKIPPED = {
+    model.ObjectMeta,
+    model.Volume,
+    model.EnvVar,
+    model.VolumeMount,
+    model.VolumeDevice,
+    model.LocalObjectReference,
+}
 """Kubernetes types documented by Kubernetes itself."""
 
 

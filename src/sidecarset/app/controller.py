@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from sidecarset.app import mapping
+from sidecarset.app import mapping, webhooks_config
 from sidecarset.app.reconciler import SidecarSetReconciler
 from sidecarset.app.writer import Writer
 from sidecarset.core.podview import PodView
@@ -50,6 +50,9 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> None:
         revision_store=operator.revisions.store,
         writer=writer,
         failing_after=timedelta(seconds=operator.settings.failing_after),
+        excluded_namespaces=webhooks_config.excluded_namespaces(
+            operator.settings.namespace, operator.settings.excluded_namespaces
+        ),
     )
     queue: WorkQueue[str] = WorkQueue("sidecarsets", clock=operator.clock)
     controller: Controller[str] = Controller(
@@ -76,6 +79,9 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> None:
             namespace=operator.settings.namespace,
             name=operator.settings.lease_name,
             clock=operator.clock,
+            lease_duration=operator.settings.lease_duration,
+            renew_deadline=operator.settings.lease_duration * 2 / 3,
+            retry_period=operator.settings.lease_duration * 2 / 15,
         )
         while True:
             try:

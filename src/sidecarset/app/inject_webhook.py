@@ -10,7 +10,7 @@ ours is an error response that the failurePolicy handles.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,83 @@ log = structlog.get_logger("sidecarset.inject")
 
 # Mirrors injection's contract: `now` is RFC 3339 with second precision, as Go's time.Time JSON.
 _RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def inject_pod(
+    pod: Mapping[str, Any],
+    sidecarsets: Iterable[SidecarSetEntry],
+    namespace_labels: Mapping[str, str] | None,
+    *,
+    revisions: Callable[[], Iterable[dict[str, Any]]],
+    now: datetime,
+    request_namespace: str,
+    draw: Callable[[], float],
+) -> injection.Injection:
+    """What the SidecarSets add to a pod being created: the webhook's whole decision.
+
+    The webhook and `sidecarset inject -f` (`app/offline.py`) both call this, so a manifest
+    injected offline gets exactly what the webhook would add. `revisions` is called only when
+    a SidecarSet pins a revision; `draw` once per such SidecarSet. Raises what
+    `injection.inject` and `injection.choose_revision` raise (the webhook denies with them).
+    """
+    chosen = versions_for(pod, sidecarsets, revisions, draw)
+    return injection.inject(
+        pod,
+        chosen,
+        namespace_labels,
+        now=now.strftime(_RFC3339),
+        request_namespace=request_namespace,
+    )
+
+
+def versions_for(
+    pod: Mapping[str, Any],
+    sidecarsets: Iterable[SidecarSetEntry],
+    revisions: Callable[[], Iterable[dict[str, Any]]],
+    draw: Callable[[], float],
+) -> list[model.SidecarSet]:
+    """Each usable SidecarSet as the version a new pod gets (live or pinned revision).
+
+    Unparsable SidecarSets are passed over: the controller reports them, they never inject.
+    """
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    chosen: list[model.SidecarSet] = []
+    stored: list[dict[str, Any]] | None = None
+    for entry in sidecarsets:
+        live = entry.sidecarset
+        if live is None:
+            continue
+        if not injection.wants_pinned_revision(live):
+            chosen.append(live)
+            continue
+        if stored is None:
+            stored = list(revisions())
+        historic = revision_lookup.historic(entry.raw, live, stored)
+        chosen.append(injection.choose_revision(live, historic, pod_labels=labels, draw=draw()))
+    return chosen
+
+
+def malformed_metadata(pod: Mapping[str, Any]) -> str | None:
+    """Why `pod.metadata` cannot be read the way the webhook must read it, or None.
+
+    The apiserver only sends decoded Pods, but the endpoint also answers direct callers: a
+    `metadata`, `namespace` or `labels` of the wrong JSON type is a denial naming the field,
+    never an exception (which would surface as a 500 and an "internal error" to the user).
+    """
+    metadata = pod.get("metadata")
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        return "metadata: Invalid value: must be an object"
+    namespace = metadata.get("namespace")
+    if namespace is not None and not isinstance(namespace, str):
+        return "metadata.namespace: Invalid value: must be a string"
+    labels = metadata.get("labels")
+    if labels is not None and not (
+        isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())
+    ):
+        return "metadata.labels: Invalid value: must be an object of strings"
+    return None
 
 
 class PodInjector:
@@ -57,16 +134,21 @@ class PodInjector:
         ):
             return admission.allowed()
         pod = request.object
+        malformed = malformed_metadata(pod)
+        if malformed is not None:
+            metrics.INJECTION_FAILURES.labels(reason="denied").inc()
+            return admission.invalid(f"sidecarset injection refused: {malformed}")
         namespace = (pod.get("metadata") or {}).get("namespace") or request.namespace or "default"
         labels = await self._namespace_labels(namespace)
         try:
-            chosen = self.versions_for(pod)
-            result = injection.inject(
+            result = inject_pod(
                 pod,
-                chosen,
+                self._sidecarsets.values(),
                 labels,
-                now=self._now().strftime(_RFC3339),
+                revisions=self._revisions.values,
+                now=self._now(),
                 request_namespace=request.namespace,
+                draw=self._draw,
             )
         except injection.InjectionDenied as err:
             metrics.INJECTION_FAILURES.labels(reason="denied").inc()
@@ -82,26 +164,6 @@ class PodInjector:
                 metrics.INJECTIONS.labels(sidecarset=name).inc()
         log.debug("pod injected", sidecarsets=list(result.injected), ops=len(ops))
         return admission.patched(ops, warnings=result.warnings)
-
-    def versions_for(self, pod: dict[str, Any]) -> list[model.SidecarSet]:
-        """Each usable SidecarSet as the version a new pod gets (live or pinned revision)."""
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        chosen: list[model.SidecarSet] = []
-        revisions = None
-        for entry in self._sidecarsets.values():
-            live = entry.sidecarset
-            if live is None:
-                continue  # unparsable; reported by the controller, never injected
-            if not injection.wants_pinned_revision(live):
-                chosen.append(live)
-                continue
-            if revisions is None:
-                revisions = self._revisions.values()
-            historic = revision_lookup.historic(entry.raw, live, revisions)
-            chosen.append(
-                injection.choose_revision(live, historic, pod_labels=labels, draw=self._draw())
-            )
-        return chosen
 
     async def _namespace_labels(self, namespace: str) -> dict[str, str] | None:
         cached = self._namespaces.get(namespace)

@@ -9,7 +9,7 @@ snapshot the plan used, so it never reports a round that was not attempted; the 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ import structlog
 
 from sidecarset.app.projections import NamespaceView, SidecarSetEntry
 from sidecarset.app.writer import Writer
-from sidecarset.core import model, revisions, rollout, selectors, status, wire
+from sidecarset.core import candidates, model, revisions, rollout, selectors, status, wire
 from sidecarset.core.podview import PodView
 from sidecarset.shell import metrics
 from sidecarset.shell.controller import Result
@@ -60,22 +60,31 @@ class SidecarSetReconciler:
         revision_store: Store[dict[str, Any]],
         writer: Writer,
         failing_after: timedelta = status.DEFAULT_FAILING_AFTER,
+        excluded_namespaces: Collection[str] = (),
     ) -> None:
+        """`excluded_namespaces`: where the pod webhook is never called (its namespaceSelector),
+        so uninjected pods there are by design, not missed."""
         self._failing_after = failing_after
+        self._excluded = frozenset(excluded_namespaces)
         self._sidecarsets = sidecarsets
         self._pods = pods
         self._namespaces = namespaces
         self._revisions = revision_store
         self._writer = writer
+        # Per SidecarSet: the pod judgements of its last round, reused for unchanged pods.
+        self._judgements: dict[str, candidates.Judgements] = {}
 
     def pods_for(self, sidecarset: model.SidecarSet) -> list[PodView]:
         """Pods in scope: injected by this SidecarSet, in namespaces it (still) selects."""
         name = sidecarset.metadata.name
+        in_scope: dict[str, bool] = {}  # per namespace: pods share a few
         scoped = []
         for pod in self._pods.by_index("injected", name):
-            if not self._namespace_in_scope(sidecarset, pod.namespace):
-                continue
-            scoped.append(pod)
+            namespace = pod.namespace
+            if namespace not in in_scope:
+                in_scope[namespace] = self._namespace_in_scope(sidecarset, namespace)
+            if in_scope[namespace]:
+                scoped.append(pod)
         return scoped
 
     def _namespace_in_scope(self, sidecarset: model.SidecarSet, namespace: str) -> bool:
@@ -89,13 +98,25 @@ class SidecarSetReconciler:
         return selectors.matches_or_false(ns_selector, labels)
 
     def missed_injection(self, sidecarset: model.SidecarSet) -> list[PodView]:
-        """Active pods its selector matches that carry no injection record at all (created
-        while the webhook was unreachable, or opted out): reported, never silently dropped."""
+        """Active pods its selector matches that carry no injection record at all although they
+        were created after the SidecarSet (admitted while the webhook was unreachable under
+        failurePolicy Ignore): reported, never silently dropped.
+
+        Not counted: pods that opted out, pods in namespaces the webhook never sees, and pods
+        older than the SidecarSet (no webhook could have injected them). Creation times have
+        second precision, so a pod created in the SidecarSet's own second is not counted.
+        """
         missed: list[PodView] = []
         if sidecarset.spec.selector is None:
             return missed
+        born = sidecarset.metadata.creation_timestamp
         for pod in self._pods.by_index("uninjected", "true"):
             if not pod.is_active or wire.is_injection_opted_out(pod.labels, pod.annotations):
+                continue
+            if pod.namespace in self._excluded:
+                continue
+            created = pod.metadata.creation_timestamp
+            if born is not None and created is not None and created <= born:
                 continue
             if selectors.matches_or_false(sidecarset.spec.selector, pod.labels) and (
                 self._namespace_in_scope(sidecarset, pod.namespace)
@@ -106,6 +127,7 @@ class SidecarSetReconciler:
     async def reconcile(self, name: str) -> Result:
         entry = self._sidecarsets.get(name)
         if entry is None:
+            self._judgements.pop(name, None)
             return Result()  # deleted: pods keep their sidecars, revisions are GC'd
         sidecarset = entry.sidecarset
         if sidecarset is None:
@@ -135,8 +157,14 @@ class SidecarSetReconciler:
         if pruning.delete:
             await self._writer.delete_revisions(pruning.delete)
 
+        judgements = self._judgements.setdefault(sidecarset.name, candidates.Judgements())
         plan = rollout.plan_round(
-            sidecarset, pods, now, latest_revision=decision.name, pending=self._writer.pending()
+            sidecarset,
+            pods,
+            now,
+            latest_revision=decision.name,
+            pending=self._writer.pending(),
+            judgements=judgements,
         )
         for warning in plan.warnings:
             log.warning("strategy value unreadable", detail=warning)
@@ -153,10 +181,9 @@ class SidecarSetReconciler:
                 warning=True,
                 now=now,
             )
-        updated = 0
-        for update in (*plan.flip, *plan.update):
-            if await self._writer.update_pod(sidecarset.metadata.name, update):
-                updated += 1
+        updated = await self._writer.update_pods(
+            sidecarset.metadata.name, (*plan.flip, *plan.update)
+        )
         if plan.update:
             log.info(
                 "round applied",
@@ -172,6 +199,17 @@ class SidecarSetReconciler:
             held=len(plan.held),
             disrupted=len(plan.budget.disrupted),
         )
+        missed = self.missed_injection(sidecarset)
+        if missed:
+            await self._writer.event(
+                sidecarset,
+                "MissedInjection",
+                f"{len(missed)} selected pod(s) were created without this SidecarSet's sidecars "
+                f"(admitted while the webhook was unreachable): "
+                f"{', '.join(sorted(str(p.key) for p in missed)[:5])}; recreate them to inject",
+                warning=True,
+                now=now,
+            )
         new_status = status.compute_status(
             sidecarset,
             pods,
@@ -181,9 +219,11 @@ class SidecarSetReconciler:
             now=now,
             previous_conditions=previous_status.conditions,
             failing_after=self._failing_after,
+            missed_injection=[p.key for p in missed],
+            judgements=judgements,
         )
-        await self._writer.status(sidecarset, entry.raw.get("status") or {}, new_status)
-        self._export(sidecarset, new_status)
+        deferred = await self._writer.status(sidecarset, entry.raw.get("status") or {}, new_status)
+        self._export(sidecarset, new_status, missed=len(missed))
 
         requeue = plan.requeue_after.total_seconds() if plan.requeue_after is not None else None
         rolling = new_status.updated_pods < new_status.matched_pods or (
@@ -191,15 +231,19 @@ class SidecarSetReconciler:
         )
         if rolling and not sidecarset.spec.update_strategy.paused:
             requeue = min(requeue or ROLLING_RESYNC, ROLLING_RESYNC)
+        if deferred is not None:
+            requeue = min(requeue or deferred, deferred)
         return Result(requeue_after=requeue)
 
-    def _export(self, sidecarset: model.SidecarSet, st: model.SidecarSetStatus) -> None:
+    def _export(
+        self, sidecarset: model.SidecarSet, st: model.SidecarSetStatus, *, missed: int
+    ) -> None:
         name = sidecarset.metadata.name
         for state, value in (
             ("matched", st.matched_pods),
             ("updated", st.updated_pods),
             ("ready", st.ready_pods),
             ("updated_ready", st.updated_ready_pods or 0),
-            ("missed_injection", len(self.missed_injection(sidecarset))),
+            ("missed_injection", missed),
         ):
             metrics.ROLLOUT_PODS.labels(sidecarset=name, state=state).set(value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -79,6 +80,16 @@ async def ensure_namespace(client: KubeClient, name: str) -> None:
         pass
 
 
+def write_ready_file(path: Path, *, webhook: int | None, probe: int) -> None:
+    """The ready file holds the bound ports as JSON (`--webhook-port 0` / `--probe-port 0` pick
+    free ones, so scripts and tests learn them here). Written to a temporary name and renamed, so
+    a reader that sees the file never sees it half-written."""
+    body = {"pid": os.getpid(), "webhookPort": webhook, "probePort": probe}
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(body) + "\n")
+    partial.replace(path)
+
+
 class Operator:
     """One running operator process; `ready` is what /readyz reports."""
 
@@ -142,7 +153,7 @@ class Operator:
                 )
                 async with self._webhooks():
                     if s.ready_file is not None:
-                        s.ready_file.write_text("ready\n")
+                        write_ready_file(s.ready_file, webhook=self.webhook_port, probe=probes.port)
                     if s.mode in (Mode.ALL, Mode.CONTROLLER):
                         from sidecarset.app.controller import run_controller
 

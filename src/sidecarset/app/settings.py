@@ -31,6 +31,8 @@ class OperatorSettings:
     """Local control plane: webhooks registered by URL on 127.0.0.1, certificates in files, CRD
     installed by the operator. In a cluster the Helm chart installs the CRD."""
     install_crd: bool = False
+    """Apply the bundled CRD at start (what `--local` does by default). Off in a cluster: the
+    chart installs the CRD, and the operator's ServiceAccount may not write CRDs."""
     webhook_host: str = "0.0.0.0"
     webhook_port: int = 9443
     """0 picks a free port (local mode)."""
@@ -47,6 +49,10 @@ class OperatorSettings:
     """Namespaces never injected, besides kube-system, kube-public, kube-node-lease and ours."""
     leader_election: bool = True
     lease_name: str = "sidecarset-controller"
+    lease_duration: float = 15.0
+    """Seconds a silent leader keeps the Lease: how long a SIGKILLed leader's successor waits.
+    The renew deadline (2/3 of it) and retry period (2/15) scale with it, keeping client-go's
+    15/10/2 proportions; shorter values fail over faster but tolerate shorter API outages."""
     workers: int = 3
     """Reconcile workers; Kruise uses 3. Each SidecarSet is reconciled by one worker at a time."""
     qps: float = 50.0

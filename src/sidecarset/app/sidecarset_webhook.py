@@ -27,6 +27,13 @@ CONFIG_MAP = "sidecarset-configuration"
 WHITELIST_KEY = "SidecarSet_PatchPodMetadata_WhiteList"
 
 
+POLICY_PHRASE = "administrator's SidecarSet policy"
+POLICY_FLAG_HINT = (
+    "the policy is the operator's --allow-privileged-sidecars flag, "
+    "Helm value allowPrivilegedSidecars"
+)
+
+
 class _Whitelist(msgspec.Struct, frozen=True):
     rules: tuple[validation.WhitelistRule, ...] = ()
 
@@ -40,11 +47,20 @@ def defaulting_patch(original: dict[str, Any], defaulted: dict[str, Any]) -> lis
     ops: list[dict[str, Any]] = []
     if defaulted.get("spec") != original.get("spec"):
         ops.append({"op": "add", "path": "/spec", "value": defaulted.get("spec", {})})
+    if not isinstance(original.get("metadata"), dict):
+        # `metadata: null` reads as absent (as in Go), but a patch cannot add into null.
+        ops.append({"op": "add", "path": "/metadata", "value": defaulted.get("metadata") or {}})
+        return ops
     before = (original.get("metadata") or {}).get("annotations")
     after = (defaulted.get("metadata") or {}).get("annotations")
     if after != before:
         ops.append({"op": "add", "path": "/metadata/annotations", "value": after or {}})
     return ops
+
+
+def _name(obj: dict[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    return str(metadata.get("name", "")) if isinstance(metadata, dict) else ""
 
 
 class SidecarSetAdmission:
@@ -102,6 +118,13 @@ class SidecarSetAdmission:
     async def mutate(self, request: admission.AdmissionRequest) -> admission.AdmissionResponse:
         if request.object is None or request.operation not in ("CREATE", "UPDATE"):
             return admission.allowed()
+        try:
+            model.parse_sidecarset(request.object)
+        except ModelError:
+            # Mutating webhooks run before the CRD schema is checked, so wrong JSON types do
+            # reach us, and a defaulting patch onto them might not apply. Leave the object as
+            # it is: the schema and the validating webhook refuse it, naming every problem.
+            return admission.allowed()
         defaulted = defaults.apply_defaults(request.object)
         return admission.patched(defaulting_patch(request.object, defaulted))
 
@@ -113,7 +136,7 @@ class SidecarSetAdmission:
         # --dry-run=server` with another mutating chain).
         new = defaults.apply_defaults(request.object)
         old = request.old_object
-        name = str((request.object.get("metadata") or {}).get("name", ""))
+        name = _name(request.object)
         peers = [
             entry.sidecarset
             for entry in self._sidecarsets.values()
@@ -128,6 +151,8 @@ class SidecarSetAdmission:
         )
         if result.errors:
             details = "; ".join(str(e) for e in result.errors)
+            if any(POLICY_PHRASE in e.detail for e in result.errors):
+                details += f" ({POLICY_FLAG_HINT})"
             return admission.invalid(
                 f"SidecarSet {name!r} is invalid: {details}", warnings=result.warnings
             )

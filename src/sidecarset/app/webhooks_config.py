@@ -12,6 +12,10 @@
   can break every pod it selects.
 - `reinvocationPolicy: IfNeeded` on pods: if a later mutating webhook adds a container or
   volume, we run again so shared volume mounts and transferred env see the final pod.
+
+Every replica server-side applies both configurations at start. In a cluster the Helm chart
+creates them empty beforehand, so the operator needs only `patch` on these two names (`create`
+cannot be limited to a name) and `helm uninstall` deletes them.
 """
 
 from __future__ import annotations

@@ -1,5 +1,10 @@
 """Executes a RoundPlan: conditional pod patches, pod conditions, status, revisions, Events.
 
+A ControllerRevision is created with its `data` bytes exactly as Kruise's Go code writes them
+(compact, keys sorted, HTML characters escaped): the API server compares those bytes on every
+later update and re-emits them in that form, so any other form makes renumbering the revision on
+a rollback fail with "data: field is immutable".
+
 Every pod write is one strategic-merge patch that carries the resourceVersion the plan was made
 from, so the API server refuses it (409) if the pod changed meanwhile: the plan is then redone
 from fresh data instead of overwriting someone else's change. Containers merge by name, so only
@@ -12,8 +17,9 @@ an entry can never wedge a rollout: it expires, and a deleted pod drops out with
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +37,14 @@ from sidecarset.shell.store import Store
 log = structlog.get_logger("sidecarset.writer")
 
 PENDING_TIMEOUT = 30.0
+STATUS_MIN_INTERVAL = 1.0
+"""Seconds between two status writes of one SidecarSet that change only counts and messages.
+During a rollout nearly every pod event changes a count: writing each cost about one status
+write per updated pod (each also waking the next reconcile). A change of generation, revision or
+of any condition's status or reason is written at once."""
+WRITE_CONCURRENCY = 16
+"""Pod writes of one round in flight at once: enough to keep the client's QPS limit busy over a
+loopback or in-cluster round trip of a few milliseconds, few enough to be no burst."""
 SIDECARSETS_API = "apps.kruise.io/v1alpha1"
 
 
@@ -76,6 +90,7 @@ class Writer:
         self._namespace = namespace
         self._pending: dict[PodKey, tuple[str, float]] = {}  # key -> (rv written from, since)
         self._events_sent: dict[tuple[str, str], str] = {}
+        self._status_written: dict[str, float] = {}  # SidecarSet -> monotonic time of last write
 
     # -- pods -------------------------------------------------------------------------------
 
@@ -94,6 +109,26 @@ class Writer:
             else:
                 still.add(key)
         return still
+
+    async def update_pods(self, sidecarset: str, updates: Sequence[PodUpdate]) -> int:
+        """Apply a round's updates, up to `WRITE_CONCURRENCY` at once; how many were written.
+
+        One at a time, a round of 200 pods took 200 round trips (two with the condition) before
+        the next round could start; the client's QPS limit still bounds the rate. The plan has
+        already settled who goes this round, so the order in which the writes land does not
+        matter. An unexpected error is raised once every write has finished, as itself.
+        """
+        gate = asyncio.Semaphore(WRITE_CONCURRENCY)
+
+        async def one(update: PodUpdate) -> bool:
+            async with gate:
+                return await self.update_pod(sidecarset, update)
+
+        results = await asyncio.gather(*(one(u) for u in updates), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(1 for result in results if result is True)
 
     async def update_pod(self, sidecarset: str, update: PodUpdate) -> bool:
         """Apply one pod update; False when the pod changed or vanished (replan next round)."""
@@ -140,19 +175,28 @@ class Writer:
         sidecarset: model.SidecarSet,
         raw_status: Mapping[str, Any],
         new: model.SidecarSetStatus,
-    ) -> bool:
-        """Write the status subresource if anything differs; True when written."""
+    ) -> float | None:
+        """Write the status subresource if anything differs.
+
+        A change of counts or messages only is held back until `STATUS_MIN_INTERVAL` has passed
+        since this SidecarSet's last status write: then the seconds to wait are returned, and the
+        caller comes back (the next round recomputes the status anyway). Otherwise None.
+        """
         body = msgspec.to_builtins(new)
         if {k: raw_status.get(k) for k in body} == body:
-            return False
-        path = resource_path(
-            SIDECARSETS_API, "sidecarsets", name=sidecarset.metadata.name, subresource="status"
-        )
+            return None
+        name = sidecarset.metadata.name
+        wait = self._status_written.get(name, -STATUS_MIN_INTERVAL) + STATUS_MIN_INTERVAL
+        wait -= time.monotonic()
+        if wait > 0 and _status_summary(raw_status) == _status_summary(body):
+            return wait
+        path = resource_path(SIDECARSETS_API, "sidecarsets", name=name, subresource="status")
         try:
             await self._client.patch(path, {"status": body})
         except errors.NotFound:
-            return False
-        return True
+            return None
+        self._status_written[name] = time.monotonic()
+        return None
 
     # -- revisions ----------------------------------------------------------------------------
 
@@ -174,35 +218,42 @@ class Writer:
                         "annotations": dict(decision.annotations),
                         "ownerReferences": [owner_reference(sidecarset)],
                     },
-                    "data": msgspec.json.decode(decision.data),
+                    "data": msgspec.Raw(decision.data.encode()),
                     "revision": decision.revision,
                 }
                 try:
-                    await self._client.create(collection, body)
+                    await self._client.create(collection, msgspec.json.encode(body))
                 except errors.AlreadyExists:
                     pass  # created by our previous incarnation; next round reuses it
             case revisions.RevisionAction.RENUMBER:
-                await self._client.patch(
-                    resource_path(
-                        "apps/v1",
-                        "controllerrevisions",
-                        namespace=self._namespace,
-                        name=decision.name,
-                    ),
-                    {"revision": decision.revision},
+                await self._patch_revision(
+                    sidecarset, decision.name, {"revision": decision.revision}
                 )
             case _:
                 pass
         if decision.custom_version_label is not None:
-            await self._client.patch(
-                resource_path(
-                    "apps/v1", "controllerrevisions", namespace=self._namespace, name=decision.name
-                ),
-                {
-                    "metadata": {
-                        "labels": {wire.CUSTOM_VERSION_LABEL: decision.custom_version_label}
-                    }
-                },
+            labels = {wire.CUSTOM_VERSION_LABEL: decision.custom_version_label}
+            await self._patch_revision(sidecarset, decision.name, {"metadata": {"labels": labels}})
+
+    async def _patch_revision(
+        self, sidecarset: model.SidecarSet, name: str, patch: Mapping[str, Any]
+    ) -> None:
+        """Patch a ControllerRevision's number or labels; a refusal is logged, not raised.
+
+        Both only order and label the history: a revision that cannot be patched must not stop
+        the rollout. The API server refuses any update of a revision whose `data` bytes are not
+        in the form encoding/json re-emits ("data: field is immutable"); revisions created by
+        older builds of this operator, which sent indented JSON, are such revisions.
+        """
+        path = resource_path("apps/v1", "controllerrevisions", namespace=self._namespace, name=name)
+        try:
+            await self._client.patch(path, patch)
+        except errors.Invalid as err:
+            log.error(
+                "ControllerRevision cannot be updated; recreate it to reorder the history",
+                sidecarset=sidecarset.metadata.name,
+                revision=name,
+                error=err.message,
             )
 
     async def delete_revisions(self, names: Iterable[str]) -> None:
@@ -255,6 +306,21 @@ class Writer:
             await self._client.create(resource_path("v1", "events", namespace="default"), body)
         except errors.ApiError as err:
             log.warning("could not record event", reason=reason, error=str(err))
+
+
+def _status_summary(status: Mapping[str, Any]) -> tuple[object, ...]:
+    """What a status write must never wait for: generation, revision, each condition's state."""
+    conditions = status.get("conditions") or []
+    return (
+        status.get("observedGeneration"),
+        status.get("latestRevision"),
+        status.get("collisionCount"),
+        sorted(
+            (str(c.get("type")), str(c.get("status")), str(c.get("reason")))
+            for c in conditions
+            if isinstance(c, Mapping)
+        ),
+    )
 
 
 def owner_reference(sidecarset: model.SidecarSet) -> dict[str, Any]:

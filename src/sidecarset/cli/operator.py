@@ -44,12 +44,28 @@ def run(
             "file certificates, install the CRD."
         ),
     ] = False,
+    install_crd: Annotated[
+        bool | None,
+        typer.Option(
+            "--install-crd/--no-install-crd",
+            help="Apply the SidecarSet CRD at start (default: only with --local).",
+        ),
+    ] = None,
     webhook_port: Annotated[
         int, typer.Option(help="HTTPS webhook port (0: any free port).")
     ] = 9443,
     probe_port: Annotated[
         int, typer.Option(help="Port of /healthz, /readyz, /metrics (0: any free port).")
     ] = 8080,
+    service_name: Annotated[
+        str, typer.Option(help="The webhook's Service (in-cluster webhook configurations).")
+    ] = "sidecarset-webhook",
+    certificate_secret: Annotated[
+        str, typer.Option(help="Secret holding the webhook CA and serving certificate.")
+    ] = "sidecarset-webhook-certs",
+    lease_name: Annotated[
+        str, typer.Option(help="Lease of the controller's leader election.")
+    ] = "sidecarset-controller",
     failure_policy: Annotated[
         str, typer.Option(help="Pod injection failurePolicy: Fail or Ignore.")
     ] = "Fail",
@@ -59,6 +75,10 @@ def run(
     leader_election: Annotated[
         bool, typer.Option(help="Run the controller only while holding the Lease.")
     ] = True,
+    lease_duration: Annotated[
+        float,
+        typer.Option(min=3.0, help="Seconds a silent leader keeps the Lease (the failover time)."),
+    ] = 15.0,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Reconcile workers.")] = 3,
     qps: Annotated[float, typer.Option(help="Client-side API request rate limit.")] = 50.0,
     allow_privileged_sidecars: Annotated[
@@ -99,13 +119,17 @@ def run(
         kubeconfig=kubeconfig,
         namespace=namespace,
         local=local,
-        install_crd=local,
+        install_crd=local if install_crd is None else install_crd,
         webhook_host="127.0.0.1" if local else "0.0.0.0",
         webhook_port=webhook_port,
         probe_port=probe_port,
+        service_name=service_name,
+        certificate_secret=certificate_secret,
+        lease_name=lease_name,
         failure_policy=failure_policy,
         excluded_namespaces=tuple(exclude_namespace or ()),
         leader_election=leader_election,
+        lease_duration=lease_duration,
         workers=workers,
         qps=qps,
         allow_privileged_sidecars=allow_privileged_sidecars,

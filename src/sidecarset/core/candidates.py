@@ -19,7 +19,7 @@ Differences from Kruise, on purpose:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from enum import StrEnum
 from typing import Literal
 
@@ -31,6 +31,7 @@ from sidecarset.core.podview import ContainerStatusView, PodView
 
 __all__ = [
     "Blocker",
+    "Judgements",
     "Location",
     "PodState",
     "PodStateKind",
@@ -85,13 +86,24 @@ def sidecars(sidecarset: SidecarSet) -> tuple[Sidecar, ...]:
 
     Plain init containers run once at pod start and are never updated.
     """
+    # Asked for every pod of every round: remembered per SidecarSet object (held, so its id
+    # cannot be reused while remembered).
+    cached = _sidecars_of.get(id(sidecarset))
+    if cached is not None and cached[0] is sidecarset:
+        return cached[1]
     native = tuple(
         Sidecar(spec=c, location="initContainers")
         for c in sidecarset.spec.init_containers
         if c.is_native_sidecar
     )
     regular = tuple(Sidecar(spec=c, location="containers") for c in sidecarset.spec.containers)
+    if len(_sidecars_of) >= 1024:
+        _sidecars_of.clear()
+    _sidecars_of[id(sidecarset)] = (sidecarset, native + regular)
     return native + regular
+
+
+_sidecars_of: dict[int, tuple[SidecarSet, tuple[Sidecar, ...]]] = {}
 
 
 def sidecar_container_names(sidecarset: SidecarSet) -> tuple[str, ...]:
@@ -243,6 +255,41 @@ def _changed_message(sidecarset: SidecarSet, entry: wire.UpgradeSpec) -> str:
     return f"sidecars {'; '.join(parts)} since the pod was injected; {base}"
 
 
+class Judgements:
+    """What `is_matched` and `classify` said about each pod, kept from one round to the next.
+
+    Judging every pod is nearly all of a round's work with thousands of pods, and between two
+    rounds almost every pod, and the SidecarSet, are the very same immutable objects (a store
+    keeps an object until its resource changes). `judge` reuses a judgement when both objects are
+    identical to those it was made from, judges the rest, and keeps only the pods of its latest
+    call, so it never holds on to a pod the caller has let go. Results are exactly those of
+    `is_matched` and `classify`. Identity, not equality, decides: equal objects are judged again.
+    """
+
+    def __init__(self) -> None:
+        self._sidecarset: SidecarSet | None = None
+        self._by_pod: dict[int, tuple[PodView, PodState | None]] = {}
+
+    def judge(
+        self, sidecarset: SidecarSet, pods: Sequence[PodView]
+    ) -> list[tuple[PodView, PodState]]:
+        """Each matched pod among `pods` with its state, in the order of `pods`."""
+        known = self._by_pod if sidecarset is self._sidecarset else {}
+        kept: dict[int, tuple[PodView, PodState | None]] = {}
+        judged: list[tuple[PodView, PodState]] = []
+        for pod in pods:
+            hit = known.get(id(pod))
+            if hit is not None and hit[0] is pod:
+                state = hit[1]
+            else:
+                state = classify(sidecarset, pod) if is_matched(sidecarset, pod) else None
+            kept[id(pod)] = (pod, state)
+            if state is not None:
+                judged.append((pod, state))
+        self._sidecarset, self._by_pod = sidecarset, kept
+        return judged
+
+
 # --- matching (spec 6.1) ------------------------------------------------------------------------
 
 
@@ -323,12 +370,18 @@ def hot_upgrade_pending(sidecarset: SidecarSet, pod: PodView) -> bool:
 def is_flip_ready(sidecarset: SidecarSet, pod: PodView) -> bool:
     """The pod's hot upgrade may be completed by resetting the idle twins (spec 5.3).
 
-    A hot upgrade is pending, every sidecar container except the idle twins is consistent, and
-    the pod is Running and Ready or every container except the idle twins reports Ready.
+    A hot upgrade is pending, every sidecar container except the idle twins is consistent, every
+    working twin reports Ready, and the pod is Running and Ready or every container except the
+    idle twins reports Ready. The working twins are checked themselves, beyond Kruise: the reset
+    stops the only other twin serving, and a pod Ready condition is derived data that may lag
+    the container statuses.
     """
     if not hot_upgrade_pending(sidecarset, pod):
         return False
-    idle = {working_twin(s, pod)[1] for s in sidecars(sidecarset) if s.is_hot}
+    hot = [(s.location, *working_twin(s, pod)) for s in sidecars(sidecarset) if s.is_hot]
+    if not all(_is_ready_container(pod, location, working) for location, working, _ in hot):
+        return False
+    idle = {idle for _, _, idle in hot}
     checked = {name for name in sidecar_container_names(sidecarset) if name not in idle}
     if not is_state_consistent(sidecarset, pod, checked):
         return False

@@ -41,6 +41,7 @@ from sidecarset.core.model import (
     SidecarContainer,
     SidecarSet,
     TransferEnvVar,
+    copy_json,
 )
 
 __all__ = [
@@ -459,18 +460,18 @@ def _shared_mounts(
         if not _is_app_container(container):
             continue
         for mount in _objects(container.get("volumeMounts")):
-            mounts.append(copy.deepcopy(mount))
+            mounts.append(copy_json(mount))
             for variable in _SUBPATH_ENV.findall(_text(mount.get("subPathExpr"))):
                 for env in _objects(container.get("env")):
                     if _name(env) == variable:
-                        envs.append(copy.deepcopy(env))
+                        envs.append(copy_json(env))
                         break
     return mounts, envs
 
 
 def _shared_devices(pod: _PodContext) -> list[Mapping[str, object]]:
     return [
-        copy.deepcopy(device)
+        copy_json(device)
         for container in pod.containers
         if _is_app_container(container)
         for device in _objects(container.get("volumeDevices"))
@@ -523,7 +524,7 @@ def _transferred_env(
         for env_name in sorted(names):
             found = by_key.get((source, env_name))
             if found is not None:
-                transferred.append(copy.deepcopy(found))
+                transferred.append(copy_json(found))
     return transferred
 
 
@@ -586,9 +587,9 @@ def _sidecar_body(
     warnings: list[str],
 ) -> JsonObject:
     """The container to inject for one SidecarContainer (spec 4.3), before any hot-upgrade split."""
-    body: JsonObject = {
-        k: copy.deepcopy(v) for k, v in sidecar.body.items() if k not in SIDECARSET_ONLY_FIELDS
-    }
+    body: JsonObject = copy_json(
+        {k: v for k, v in sidecar.body.items() if k not in SIDECARSET_ONLY_FIELDS}
+    )
     body.setdefault("name", sidecar.name)
     if sidecar.resources_policy is not None:
         body["resources"] = _computed_resources(sidecar, pod, sidecarset, where)
@@ -638,7 +639,7 @@ def _hot_upgrade_twins(
     working, idle = wire.hot_upgrade_names(sidecar.name)
     twins: list[JsonObject] = []
     for twin in (working, idle):
-        twin_body = copy.deepcopy(body)
+        twin_body = copy_json(body)
         twin_body["name"] = twin
         env = list(_objects(twin_body.get("env")))
         for env_name, field_path in (
@@ -712,7 +713,7 @@ def _build(sidecarset: SidecarSet, pod: _PodContext, warnings: list[str]) -> _Bu
             mounted += [d.name for d in sidecar.volume_devices]
             for volume_name in mounted:
                 if volume_name in volumes_by_name:
-                    volumes.append(copy.deepcopy(volumes_by_name[volume_name]))
+                    volumes.append(copy_json(volumes_by_name[volume_name]))
                 elif volume_name not in pod.volume_names:
                     warnings.append(
                         f"{where}: volume {volume_name!r} is declared neither in the SidecarSet"

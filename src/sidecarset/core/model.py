@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeAlias, TypeVar
+from typing import TypeAlias, TypeVar, cast
 
 import msgspec
 
@@ -64,6 +64,7 @@ __all__ = [
     "Volume",
     "VolumeDevice",
     "VolumeMount",
+    "copy_json",
     "parse_sidecarset",
 ]
 
@@ -73,6 +74,22 @@ KIND = "SidecarSet"
 
 JsonObject: TypeAlias = dict[str, object]
 """A JSON object carried verbatim (a schemaless container or volume body). Treat as read-only."""
+
+_Json = TypeVar("_Json")
+_JSON_ENCODER = msgspec.json.Encoder()
+_JSON_DECODER = msgspec.json.Decoder()
+
+
+def copy_json(value: _Json) -> _Json:
+    """A deep copy of a decoded JSON value (str-keyed dicts, lists, strings, numbers, bools).
+
+    An encode/decode round trip in msgspec's C code: about ten times faster than
+    `copy.deepcopy`, which also tracks shared references and cycles that JSON cannot have. The
+    pod webhook copies every injected container and volume body with it. Only for data decoded
+    from JSON (or YAML of the same shapes): a tuple would come back a list, a NaN null.
+    """
+    return cast(_Json, _JSON_DECODER.decode(_JSON_ENCODER.encode(value)))
+
 
 IntOrString: TypeAlias = int | str
 """Kubernetes intstr.IntOrString: an absolute count, or a percentage string such as `"20%"`."""

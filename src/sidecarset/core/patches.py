@@ -9,11 +9,10 @@ exactly `injection.apply_injection(pod, injection)`.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 from sidecarset.core.injection import InjectedContainer, Injection, Placement
-from sidecarset.core.model import JsonObject
+from sidecarset.core.model import JsonObject, copy_json
 
 __all__ = ["JsonPatchOp", "escape_pointer", "for_injection"]
 
@@ -41,15 +40,15 @@ def _container_ops(
         return []
     if length is None:
         # No list in the pod (absent or null): nothing to replace, so create it whole.
-        return [_add(path, [copy.deepcopy(c.body) for c in placed])]
+        return [_add(path, [copy_json(c.body) for c in placed])]
     before = [c for c in placed if c.placement is Placement.BEFORE_APP]
     in_place = [c for c in placed if c.placement is Placement.IN_PLACE]
     after = [c for c in placed if c.placement is Placement.AFTER_APP]
     # Inserting the leading sidecars in ascending final index first puts every pod container at
     # its final index too, so the in-place replacements and appends can use final indexes.
-    ops = [_add(f"{path}/{c.index}", copy.deepcopy(c.body)) for c in before]
-    ops += [_replace(f"{path}/{c.index}", copy.deepcopy(c.body)) for c in in_place]
-    ops += [_add(f"{path}/-", copy.deepcopy(c.body)) for c in after]
+    ops = [_add(f"{path}/{c.index}", copy_json(c.body)) for c in before]
+    ops += [_replace(f"{path}/{c.index}", copy_json(c.body)) for c in in_place]
+    ops += [_add(f"{path}/-", copy_json(c.body)) for c in after]
     return ops
 
 
@@ -57,8 +56,8 @@ def _append_ops(path: str, length: int | None, values: Sequence[object]) -> list
     if not values:
         return []
     if length is None:
-        return [_add(path, copy.deepcopy(list(values)))]
-    return [_add(f"{path}/-", copy.deepcopy(v)) for v in values]
+        return [_add(path, copy_json(list(values)))]
+    return [_add(f"{path}/-", copy_json(v)) for v in values]
 
 
 def for_injection(injection: Injection) -> list[JsonPatchOp]:

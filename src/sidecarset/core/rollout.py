@@ -23,11 +23,18 @@ The unavailability budget, stricter than Kruise on purpose (spec 11.3):
 
 Hot-upgrade resets (flips) no longer end the round (spec 11.13): a flipped pod is already
 disrupted, is held `inFlight` for this round, and other pods proceed within the budget.
+
+Rolling back a hot upgrade whose new twin never became ready reverts the pod: the idle twin
+still runs the wanted image, so it becomes the working twin again and the failed twin gets the
+empty image. Kruise changes nothing there (the other twin "already runs the new image", spec
+5.2) yet bumps the hash, leaving the pod counted as updated with its working twin crash-looping
+and never ready to flip: a rollback could never recover it.
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -168,10 +175,21 @@ class RoundPlan(msgspec.Struct, frozen=True, kw_only=True):
 # --- the round --------------------------------------------------------------------------------
 
 
-def matched_pods(sidecarset: SidecarSet, pods: Sequence[PodView]) -> tuple[PodView, ...]:
+def matched_pods(
+    sidecarset: SidecarSet,
+    pods: Sequence[PodView],
+    judgements: candidates.Judgements | None = None,
+) -> tuple[PodView, ...]:
     """The pods this SidecarSet rolls and counts (spec 6.1), sorted by namespace/name."""
-    matched = (pod for pod in pods if candidates.is_matched(sidecarset, pod))
-    return tuple(sorted(matched, key=lambda pod: pod.key))
+    if judgements is None:
+        matched = [pod for pod in pods if candidates.is_matched(sidecarset, pod)]
+    else:
+        matched = [pod for pod, _ in judgements.judge(sidecarset, pods)]
+    return tuple(sorted(matched, key=_BY_KEY))
+
+
+_BY_KEY = operator.attrgetter("metadata.namespace", "metadata.name")
+"""Sorts pods as `pod.key` does, without building a PodKey per comparison key."""
 
 
 def plan_round(
@@ -181,16 +199,21 @@ def plan_round(
     *,
     latest_revision: str | None = None,
     pending: Collection[PodKey] = (),
+    judgements: candidates.Judgements | None = None,
 ) -> RoundPlan:
     """Choose this round's pods; never grows the disrupted count past `maxUnavailable`.
 
     `pods` are the pods the SidecarSet's selector and namespace scope select (matching, 6.1, is
     applied here). `pending` are pods with a write of ours not yet visible in `pods`: they are
     held `inFlight` and count as disrupted. `latest_revision` is recorded in the pods' hash
-    entries (default: `status.latestRevision`).
+    entries (default: `status.latestRevision`). `judgements`, kept by the caller from round to
+    round, spares judging again the pods that did not change (the result is the same).
     """
-    matched = matched_pods(sidecarset, pods)
-    states = {pod.key: candidates.classify(sidecarset, pod) for pod in matched}
+    judged = (judgements or candidates.Judgements()).judge(sidecarset, pods)
+    judged.sort(key=lambda item: _BY_KEY(item[0]))
+    keyed = [(pod.key, pod, state) for pod, state in judged]
+    matched = tuple(pod for _, pod, _ in keyed)
+    states = {key: state for key, _, state in keyed}
     strategy = sidecarset.spec.update_strategy
     total = len(matched)
     warnings: list[str] = []
@@ -232,7 +255,7 @@ def plan_round(
             warnings=tuple(warnings),
         )
 
-    outdated = [pod for pod in matched if not states[pod.key].updated]
+    outdated = [pod for _, pod, state in keyed if not state.updated]
     if strategy.is_not_update or strategy.paused:
         reason = Hold.NOT_UPDATE if strategy.is_not_update else Hold.PAUSED
         held.update((pod.key, reason) for pod in outdated)
@@ -262,8 +285,13 @@ def plan_round(
     updates: list[PodUpdate] = []
     used = len(disrupted)
     for pod in ordered[:cut]:
-        if used >= max_unavailable and not (pod.key in disrupted or states[pod.key].available):
-            # Costs a unit whatever its images: skip building the update.
+        if (
+            used >= max_unavailable
+            and pod.key not in disrupted
+            and (not states[pod.key].available or _changes_images(sidecarset, pod))
+        ):
+            # Costs a unit: skip building the update (most of a round's time once the budget
+            # is spent on a large rollout); its blockers are reported once the budget reaches it.
             held[pod.key] = Hold.BUDGET
             continue
         update = pod_update(sidecarset, pod, now, latest_revision=latest_revision)
@@ -281,8 +309,8 @@ def plan_round(
 
     conditions = [
         condition
-        for pod in matched
-        if held.get(pod.key) is Hold.NOT_UPGRADABLE
+        for key, pod, _ in keyed
+        if held.get(key) is Hold.NOT_UPGRADABLE
         and (condition := upgradable_condition_update(pod, sidecarset.name, False, now)) is not None
     ]
     return finish(updates, flips, conditions, used)
@@ -308,7 +336,9 @@ def _flips(
     now: datetime,
     pending: Collection[PodKey],
 ) -> list[PodUpdate]:
-    flips = []
+    flips: list[PodUpdate] = []
+    if not any(sidecar.is_hot for sidecar in candidates.sidecars(sidecarset)):
+        return flips  # only a hot upgrade can be flip-ready
     for pod in matched:
         if pod.key in pending or not candidates.is_flip_ready(sidecarset, pod):
             continue
@@ -401,7 +431,10 @@ def pod_update(
     Images: each cold sidecar (native sidecars included) whose pod image differs gets the new
     image; for a hot sidecar, the twin picked by `_twin_to_upgrade` gets it unless the other twin
     already runs it, and the working-twin and version annotations move as Kruise moves them
-    (5.2). Nothing but images changes in the containers.
+    (5.2). When the other twin already runs it but is the idle one (a rollback of a failed hot
+    upgrade), the pod is reverted instead: the other twin works again and the picked one is reset
+    to the empty image, with the version annotations a reset writes (5.3). Nothing but images
+    changes in the containers.
 
     Annotations: this SidecarSet's hash entry is bumped (timestamp `now`, `controllerRevision` =
     `latest_revision` or `status.latestRevision`); legacy hash-without-image values are rewritten
@@ -524,6 +557,17 @@ def upgradable_condition_update(
     )
 
 
+def _changes_images(sidecarset: SidecarSet, pod: PodView) -> bool:
+    """Whether `pod_update` would change an image of `pod`, without building the update."""
+    sidecars = candidates.sidecars(sidecarset)
+    working = _read_working(pod, []) if any(s.is_hot for s in sidecars) else {}
+    scratch: dict[str, str] = {}
+    return any(
+        _sidecar_change(sidecarset, sidecar, pod, dict(working), scratch) is not None
+        for sidecar in sidecars
+    )
+
+
 def _read_working(pod: PodView, blockers: list[Blocker]) -> dict[str, str]:
     try:
         return wire.read_working_hot_upgrade(pod.annotations)
@@ -554,8 +598,23 @@ def _sidecar_change(
     picked, other = _twin_to_upgrade(sidecarset, sidecar, pod)
     index, current = _find(pod, sidecar.location, picked)
     _, other_image = _find(pod, sidecar.location, other)
-    if current is None or other_image is None or other_image == new_image:
+    if current is None or other_image is None:
         return None
+    if other_image == new_image:
+        if candidates.working_twin(sidecar, pod)[0] != picked or current == sidecar.empty_image:
+            return None
+        # A rollback while the working twin is the one that failed: the idle twin still runs
+        # the wanted image, so it becomes the working twin again and the failed one is reset.
+        working[sidecar.name] = other
+        annotations[wire.version_annotation(picked)] = "0"
+        annotations[wire.version_alt_annotation(other)] = "0"
+        return ImageChange(
+            container=picked,
+            location=sidecar.location,
+            index=index,
+            image=sidecar.empty_image,
+            previous=current,
+        )
     working[sidecar.name] = picked
     version = sidecarset.metadata.resource_version
     annotations[wire.version_annotation(picked)] = version

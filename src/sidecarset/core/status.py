@@ -22,6 +22,12 @@ Conditions (metav1.Condition; `lastTransitionTime` moves only when a status flip
 `PodsNotReady`. "Complete" means nothing is left that this SidecarSet would update: pods held
 back by partition or outside the canary selector are held on purpose.
 
+InjectionMissed is separate from the rollout: True (reason `PodsWithoutSidecars`, the message
+naming example pods) while pods this SidecarSet selects run without its sidecars although they
+were created after it, i.e. admitted without the webhook (failurePolicy Ignore while it was
+unreachable, or a webhook configuration removed). It appears the first time such a pod is seen
+and then stays, False with reason `AllInjected` once none is left.
+
 UpdatedPodsFailing ("broken new image"): some updated pods have been unavailable for longer than
 `failing_after` since they were updated (or last became not ready), and either the budget is
 spent by them (`maxUnavailable` reached) or no other pod is left to update. The message names
@@ -41,11 +47,14 @@ from sidecarset.core.podview import PodKey, PodView
 from sidecarset.core.rollout import Hold, RoundPlan
 
 __all__ = [
+    "ALL_INJECTED",
     "DEFAULT_FAILING_AFTER",
+    "INJECTION_MISSED",
     "NOT_UPDATE",
     "PAUSED",
     "PODS_NOT_READY",
     "PODS_NOT_UPGRADABLE",
+    "PODS_WITHOUT_SIDECARS",
     "PROGRESSING",
     "READY",
     "ROLLING",
@@ -60,6 +69,9 @@ __all__ = [
 READY = "Ready"
 PROGRESSING = "Progressing"
 STALLED = "Stalled"
+INJECTION_MISSED = "InjectionMissed"
+PODS_WITHOUT_SIDECARS = "PodsWithoutSidecars"
+ALL_INJECTED = "AllInjected"
 
 ROLLOUT_COMPLETE = "RolloutComplete"
 ROLLING = "Rolling"
@@ -87,21 +99,27 @@ def compute_status(
     now: datetime,
     previous_conditions: Sequence[Condition] = (),
     failing_after: timedelta = DEFAULT_FAILING_AFTER,
+    missed_injection: Sequence[PodKey] | None = None,
+    judgements: candidates.Judgements | None = None,
 ) -> SidecarSetStatus:
     """The status to write for this round, counted over the matched pods among `pods` (6.2).
 
     `plan` is this round's plan over the same pods. Conditions of other types found in
-    `previous_conditions` are kept as they are, after ours.
+    `previous_conditions` are kept as they are, after ours. `missed_injection` are the selected
+    pods admitted without our sidecars (InjectionMissed); None when the caller did not look,
+    which keeps a previous InjectionMissed condition unchanged. `judgements`: as for
+    `rollout.plan_round` (pass the same object).
     """
-    matched = rollout.matched_pods(sidecarset, pods)
+    matched = rollout.matched_pods(sidecarset, pods, judgements)
+    keyed = [(pod.key, pod) for pod in matched]
     states = dict(plan.states)
-    if states.keys() != {pod.key for pod in matched}:
-        states = {pod.key: candidates.classify(sidecarset, pod) for pod in matched}
+    if states.keys() != {key for key, _ in keyed}:
+        states = {key: candidates.classify(sidecarset, pod) for key, pod in keyed}
     updated = sum(1 for s in states.values() if s.updated)
     ready = sum(1 for s in states.values() if s.available)
     updated_ready = sum(1 for s in states.values() if s.updated and s.available)
 
-    failing = _failing(sidecarset, matched, states, now, failing_after)
+    failing = _failing(sidecarset, keyed, states, now, failing_after)
     reason, message = _state(sidecarset, plan, states, failing, failing_after)
     generation = sidecarset.metadata.generation
     done = reason in (ROLLOUT_COMPLETE, NOT_UPDATE)
@@ -112,7 +130,7 @@ def compute_status(
         ready_message = f"{not_ready} of {len(matched)} matched pods are not ready; {message}"
     progressing = reason in (ROLLING, WAITING_FOR_BUDGET)
     stalled = reason in (PODS_NOT_UPGRADABLE, UPDATED_PODS_FAILING)
-    ours = (
+    ours: tuple[Condition, ...] = (
         _condition(
             READY,
             ready_reason in (ROLLOUT_COMPLETE, NOT_UPDATE),
@@ -123,6 +141,9 @@ def compute_status(
         _condition(PROGRESSING, progressing, reason, message, generation),
         _condition(STALLED, stalled, reason, message, generation),
     )
+    had_missed = any(c.type == INJECTION_MISSED for c in previous_conditions)
+    if missed_injection is not None and (missed_injection or had_missed):
+        ours += (_missed_condition(missed_injection, generation),)
     return SidecarSetStatus(
         observed_generation=generation,
         matched_pods=len(matched),
@@ -170,6 +191,26 @@ def _condition(type_: str, true: bool, reason: str, message: str, generation: in
         observed_generation=generation,
         reason=reason,
         message=message,
+    )
+
+
+def _missed_condition(missed: Sequence[PodKey], generation: int) -> Condition:
+    if not missed:
+        return _condition(
+            INJECTION_MISSED,
+            False,
+            ALL_INJECTED,
+            "every selected pod created after this SidecarSet has its sidecars",
+            generation,
+        )
+    return _condition(
+        INJECTION_MISSED,
+        True,
+        PODS_WITHOUT_SIDECARS,
+        f"{len(missed)} selected pods were created without this SidecarSet's sidecars "
+        f"(admitted while the webhook was unreachable): {_examples(missed)}; "
+        "recreate them to inject",
+        generation,
     )
 
 
@@ -227,20 +268,20 @@ def _state(
 
 def _failing(
     sidecarset: SidecarSet,
-    matched: Sequence[PodView],
+    matched: Sequence[tuple[PodKey, PodView]],
     states: dict[PodKey, PodState],
     now: datetime,
     failing_after: timedelta,
 ) -> list[PodKey]:
     deadline = _aware(now) - failing_after
     failing = []
-    for pod in matched:
-        state = states[pod.key]
+    for key, pod in matched:
+        state = states[key]
         if not state.updated or state.available:
             continue
         since = _unavailable_since(sidecarset, pod)
         if since is not None and since <= deadline:
-            failing.append(pod.key)
+            failing.append(key)
     return failing
 
 

@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # the apiserver's own request limit is 3 MiB
+MAX_DEPTH = 100
+"""Deepest JSON nesting accepted. A Pod or SidecarSet nests about 15 levels; handlers recurse over
+objects (copies, hashes), so a deeper body must be refused here, as a 400, before it can raise
+RecursionError in a handler (a 500)."""
 
 
 class MalformedReview(ValueError):
@@ -83,6 +87,10 @@ def decode(body: bytes) -> AdmissionRequest:
         review = json.loads(body)
     except ValueError as err:
         raise MalformedReview(f"body is not JSON: {err}") from None
+    except RecursionError:
+        raise MalformedReview(f"body nests deeper than {MAX_DEPTH} levels") from None
+    if _depth(review) > MAX_DEPTH:
+        raise MalformedReview(f"body nests deeper than {MAX_DEPTH} levels")
     if not isinstance(review, dict):
         raise MalformedReview("body is not a JSON object")
     if review.get("apiVersion") != "admission.k8s.io/v1" or review.get("kind") != "AdmissionReview":
@@ -120,6 +128,26 @@ def decode(body: bytes) -> AdmissionRequest:
         dry_run=bool(req.get("dryRun")),
         user=str(user.get("username", "")),
     )
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of decoded JSON (a scalar is 0), without recursion; stops past MAX_DEPTH."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children: Sequence[object]
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def encode(uid: str, response: AdmissionResponse) -> bytes:

@@ -30,7 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar, cast
 import msgspec
 import structlog
 
-from sidecarset.shell import backoff
+from sidecarset.shell import backoff, metrics
 from sidecarset.shell.clock import Clock
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient
@@ -321,6 +321,7 @@ class Informer(Generic[T]):
         self._draw = draw
         self._watches = 0
         self._log = _log.bind(informer=path, **self._params)
+        self._resource = path.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def resource_version(self) -> str:
@@ -397,6 +398,7 @@ class Informer(Generic[T]):
         self.stats.lists += 1
         if self.store.synced.is_set():
             self.stats.relists += 1
+            metrics.INFORMER_RELISTS.labels(resource=self._resource).inc()
         before = len(self.store)
         await self.store.replace(listed)
         self._rv = version

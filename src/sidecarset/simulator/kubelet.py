@@ -8,6 +8,8 @@ configured delays precise, and a restarted simulator without them simply moves o
 Rules mirrored from the kubelet:
 - init containers run in order; a plain one must complete, a native sidecar (restartPolicy
   Always) must have started, before the next starts; app containers start after all of them;
+  once an app container has started the pod stays Initialized, even while a native sidecar
+  restarts;
 - a changed image of a running app container or native sidecar restarts only that container:
   `lastState.terminated`, `restartCount + 1`, then a new `containerID` and `imageID`; a changed
   image of a completed plain init container restarts nothing;
@@ -22,7 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -116,7 +118,10 @@ def step(
         init_statuses.append(st)
         done = st.get("started") if native else _completed(st)
         may_start = may_start and bool(done)
-    initialized = may_start
+    # The kubelet's HasAnyRegularContainerStarted: once an app container has run, the pod stays
+    # initialized while a native sidecar restarts (its image changed), and app containers keep
+    # being (re)started meanwhile.
+    initialized = may_start or _any_started(old_main.values())
 
     main_statuses = [
         _advance(
@@ -135,6 +140,7 @@ def step(
     ]
     main_statuses.sort(key=lambda s: s["name"])  # the kubelet sorts regular statuses by name
 
+    initialized = initialized or _any_started(main_statuses)
     containers_ready = all(s["ready"] for s in main_statuses) and all(
         s["ready"]
         for s, c in zip(init_statuses, spec.get("initContainers") or [], strict=True)
@@ -228,6 +234,11 @@ def step(
     return Step(
         patch={"status": patch_status} if patch_status else None, wake_after=wake, marks=new_marks
     )
+
+
+def _any_started(statuses: Iterable[Mapping[str, Any]]) -> bool:
+    """Some container is running or has terminated (kubelet HasAnyRegularContainerStarted)."""
+    return any({"running", "terminated"} & set(st.get("state", {})) for st in statuses)
 
 
 def _completed(st: Mapping[str, Any]) -> bool:

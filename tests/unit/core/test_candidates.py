@@ -271,6 +271,19 @@ def test_a_hot_upgrade_still_starting_the_new_twin_does_not_flip() -> None:
     assert not candidates.is_flip_ready(hot_sidecarset(), pod)
 
 
+def test_no_flip_while_the_working_twin_is_not_ready_whatever_the_pod_says() -> None:
+    # The reset stops the old twin: the new one must itself report Ready, not just the pod.
+    pod = hot_pod(
+        "p",
+        working="mesh-2",
+        images=("mesh:v1", "mesh:v2"),
+        ready=(True, False),
+        pod_ready=True,
+        pod_hash="bbb",
+    )
+    assert not candidates.is_flip_ready(hot_sidecarset(), pod)
+
+
 def test_a_pod_without_a_pending_hot_upgrade_does_not_flip() -> None:
     assert not candidates.is_flip_ready(hot_sidecarset(), hot_pod("p"))
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from sidecarset.core import rollout, wire
+from sidecarset.core import candidates, rollout, wire
 from sidecarset.core.podview import PodKey, PodView, podview_from_dict
 from sidecarset.core.rollout import Hold
 from tests.unit.podbuilders import (
@@ -474,6 +474,60 @@ def test_hot_upgrade_changes_nothing_when_the_other_twin_runs_the_new_image() ->
     update = rollout.pod_update(HOT_SET, pod, NOW)
     assert update.images == ()
     assert wire.WORKING_HOT_UPGRADE_ANNOTATION not in update.annotations
+
+
+def test_rolling_back_a_failed_hot_upgrade_reverts_to_the_twin_still_running_the_old_image() -> (
+    None
+):
+    # mesh-2 got the bad image and never became ready; mesh-1 still serves v1. Kruise would
+    # change nothing ("the other twin runs the new image") and leave mesh-2 crash-looping.
+    pod = hot_pod(
+        "p",
+        working="mesh-2",
+        images=("mesh:v1", "mesh:bad"),
+        ready=(True, False),
+        pod_ready=False,
+        pod_hash="older",
+        versions={
+            wire.version_annotation("mesh-1"): "1",
+            wire.version_alt_annotation("mesh-1"): "50",
+            wire.version_annotation("mesh-2"): "50",
+            wire.version_alt_annotation("mesh-2"): "1",
+        },
+    )
+    update = rollout.pod_update(hot_sidecarset("mesh:v1"), pod, NOW)
+    assert [(c.container, c.image) for c in update.images] == [("mesh-2", HOT_EMPTY)]
+    assert json.loads(update.annotations[wire.WORKING_HOT_UPGRADE_ANNOTATION]) == {"mesh": "mesh-1"}
+    assert update.annotations[wire.version_annotation("mesh-2")] == "0"
+    assert update.annotations[wire.version_alt_annotation("mesh-1")] == "0"
+    assert wire.version_annotation("mesh-1") not in update.annotations
+    state = json.loads(update.annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
+    assert state["lastContainerStatuses"] == {"mesh-2": {"imageID": "id-2"}}
+
+
+def test_a_reverted_hot_upgrade_is_neither_pending_nor_flipped_again() -> None:
+    reverted = hot_pod("p", working="mesh-1", images=("mesh:v1", HOT_EMPTY), pod_hash="bbb")
+    assert not candidates.hot_upgrade_pending(hot_sidecarset("mesh:v1"), reverted)
+    assert rollout.flip_update(hot_sidecarset("mesh:v1"), reverted, NOW) is None
+
+
+def test_a_rollback_of_a_failed_hot_upgrade_is_planned_even_when_the_budget_is_spent() -> None:
+    failed = hot_pod(
+        "failed",
+        working="mesh-2",
+        images=("mesh:v1", "mesh:bad"),
+        ready=(True, False),
+        pod_ready=False,
+        pod_hash="older",
+    )
+    plan = rollout.plan_round(
+        hot_sidecarset("mesh:v1", strategy={"maxUnavailable": 1}),
+        [failed, hot_pod("x", pod_hash="bbb")],
+        NOW,
+    )
+    assert plan.budget.disrupted == (_key("failed"),)
+    assert plan.updated_keys == (_key("failed"),)
+    assert [(c.container, c.image) for c in plan.update[0].images] == [("mesh-2", HOT_EMPTY)]
 
 
 def test_flip_resets_the_idle_twin_and_its_versions_without_touching_the_hash() -> None:

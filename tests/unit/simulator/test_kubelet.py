@@ -187,6 +187,26 @@ def test_a_native_sidecar_image_change_restarts_it_in_place() -> None:
     assert k.container("app")["restartCount"] == 0
 
 
+def test_a_pod_stays_initialized_while_its_native_sidecar_restarts() -> None:
+    pod = make_pod(
+        initContainers=[
+            {"name": "proxy", "image": "envoy:1", "restartPolicy": "Always"},
+            {"name": "agent", "image": "fluent-bit:1", "restartPolicy": "Always"},
+        ]
+    )
+    k = Kubelet(pod)
+    k.settle(20)
+    k.pod["spec"]["initContainers"][0]["image"] = "envoy:2"
+    k.at(30.0)
+    assert k.container("proxy")["ready"] is False
+    assert k.condition("Initialized") == "True"
+    assert k.condition("Ready") == "False"
+    assert "running" in k.container("agent")["state"]
+    k.settle(40)
+    assert k.condition("Initialized") == "True"
+    assert k.condition("Ready") == "True"
+
+
 def test_a_plain_init_container_image_change_restarts_nothing() -> None:
     k = Kubelet(make_pod(initContainers=[{"name": "setup", "image": "busybox:1"}]))
     k.settle(20)

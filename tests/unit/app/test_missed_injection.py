@@ -1,0 +1,96 @@
+"""SidecarSetReconciler.missed_injection: which uninjected pods count as missed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from sidecarset.app.controller import _injected_index, _uninjected_index
+from sidecarset.app.projections import NamespaceView, SidecarSetEntry
+from sidecarset.app.reconciler import SidecarSetReconciler
+from sidecarset.app.writer import Writer
+from sidecarset.core import wire
+from sidecarset.core.model import SidecarSet, parse_sidecarset
+from sidecarset.core.podview import PodView, podview_from_dict
+from sidecarset.shell.store import Store
+
+BORN = "2025-01-01T12:00:00Z"
+LATER = "2025-01-01T12:00:01Z"
+EARLIER = "2025-01-01T11:59:59Z"
+
+
+def sidecarset() -> SidecarSet:
+    return parse_sidecarset(
+        {
+            "metadata": {"name": "logs", "creationTimestamp": BORN},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "containers": [{"name": "filebeat", "image": "filebeat:1"}],
+            },
+        }
+    )
+
+
+def pod(
+    name: str,
+    *,
+    namespace: str = "shop",
+    created: str = LATER,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> PodView:
+    body: dict[str, Any] = {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": created,
+            "labels": {"app": "web", **(labels or {})},
+            "annotations": annotations or {},
+        },
+        "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+        "status": {"phase": "Running"},
+    }
+    return podview_from_dict(body)
+
+
+async def missed(*pods: PodView, excluded: tuple[str, ...] = ()) -> list[str]:
+    store: Store[PodView] = Store("pods")
+    store.add_index("injected", _injected_index)
+    store.add_index("uninjected", _uninjected_index)
+    await store.replace({f"{p.namespace}/{p.name}": p for p in pods})
+    namespaces: Store[NamespaceView] = Store("namespaces")
+    await namespaces.replace({})
+    reconciler = SidecarSetReconciler(
+        sidecarsets=Store[SidecarSetEntry]("sidecarsets"),
+        pods=store,
+        namespaces=namespaces,
+        revision_store=Store[dict[str, Any]]("revisions"),
+        writer=Writer(None, store, namespace="ops"),  # type: ignore[arg-type]
+        excluded_namespaces=excluded,
+    )
+    return sorted(str(p.key) for p in reconciler.missed_injection(sidecarset()))
+
+
+@pytest.mark.parametrize(
+    ("candidate", "counted"),
+    [
+        pytest.param(pod("late"), True, id="created-after-the-sidecarset"),
+        pytest.param(pod("old", created=EARLIER), False, id="older-than-the-sidecarset"),
+        pytest.param(pod("same", created=BORN), False, id="created-in-the-same-second"),
+        pytest.param(pod("other", labels={"app": "db"}), False, id="not-selected"),
+        pytest.param(pod("out", labels={wire.INJECT_OPT_OUT: "false"}), False, id="opted-out"),
+        pytest.param(
+            pod("done", annotations={wire.INJECTED_LIST_ANNOTATION: "logs"}),
+            False,
+            id="injected",
+        ),
+        pytest.param(pod("sys", namespace="kube-system"), False, id="excluded-namespace"),
+    ],
+)
+def test_only_pods_admitted_without_the_webhook_count_as_missed(
+    candidate: PodView, counted: bool
+) -> None:
+    found = asyncio.run(missed(candidate, excluded=("kube-system",)))
+    assert found == ([str(candidate.key)] if counted else [])

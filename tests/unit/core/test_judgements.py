@@ -1,0 +1,99 @@
+"""Round-to-round memos: they change how long a round takes, never what it decides."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecarset.core import candidates, model, rollout, selectors, status, wire
+from sidecarset.core.model import LabelSelector
+from sidecarset.core.podview import PodView
+from tests.unit.podbuilders import NOW, kruise_factory_pods, make_sidecarset, outdated_pod
+
+
+def _status(sidecarset: model.SidecarSet, pods: list[PodView], plan: rollout.RoundPlan) -> object:
+    return status.compute_status(
+        sidecarset, pods, plan, latest_revision="r", collision_count=0, now=NOW
+    )
+
+
+def test_a_plan_with_judgements_equals_the_plan_without() -> None:
+    sidecarset = make_sidecarset(strategy={"maxUnavailable": 3})
+    pods = kruise_factory_pods(20, 8, 6)
+    judgements = candidates.Judgements()
+    first = rollout.plan_round(sidecarset, pods, NOW, judgements=judgements)
+    again = rollout.plan_round(sidecarset, pods, NOW, judgements=judgements)
+    plain = rollout.plan_round(sidecarset, pods, NOW)
+    assert first == again == plain
+    assert status.compute_status(
+        sidecarset,
+        pods,
+        again,
+        latest_revision="r",
+        collision_count=0,
+        now=NOW,
+        judgements=judgements,
+    ) == _status(sidecarset, pods, plain)
+
+
+def test_unchanged_pods_are_not_judged_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    sidecarset = make_sidecarset()
+    pods = kruise_factory_pods(5, 2, 1)
+    judgements = candidates.Judgements()
+    judgements.judge(sidecarset, pods)
+    judged: list[str] = []
+    classify = candidates.classify
+
+    def counting(ss: model.SidecarSet, pod: PodView) -> candidates.PodState:
+        judged.append(pod.name)
+        return classify(ss, pod)
+
+    monkeypatch.setattr(candidates, "classify", counting)
+    changed = outdated_pod("pod-4", ready=False)
+    judgements.judge(sidecarset, [*pods[:4], changed])
+    assert judged == ["pod-4"]
+
+
+def test_another_sidecarset_object_is_judged_afresh() -> None:
+    pods = kruise_factory_pods(4, 2, 2)
+    judgements = candidates.Judgements()
+    updated_before = [s.updated for _, s in judgements.judge(make_sidecarset(), pods)]
+    changed = make_sidecarset(hash_="a-new-hash")
+    updated_after = [s.updated for _, s in judgements.judge(changed, pods)]
+    assert updated_before == [True, True, False, False]
+    assert updated_after == [False, False, False, False]
+
+
+def test_read_upgrade_specs_gives_each_caller_its_own_map() -> None:
+    annotations = {
+        wire.HASH_ANNOTATION: '{"s":{"updateTimestamp":"2025-01-01T00:00:00Z","hash":"h",'
+        '"sidecarSetName":"s","sidecarList":["c"]}}'
+    }
+    first = wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)
+    first["other"] = wire.UpgradeSpec(hash="x")
+    assert set(wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)) == {"s"}
+
+
+def test_a_malformed_annotation_fails_every_time() -> None:
+    annotations = {wire.HASH_ANNOTATION: "{not json"}
+    for _ in range(2):
+        with pytest.raises(wire.MalformedAnnotation):
+            wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)
+
+
+def test_copy_json_copies_deeply() -> None:
+    body: dict[str, object] = {"env": [{"name": "A", "value": "1"}], "n": 1.5, "on": True}
+    copied = model.copy_json(body)
+    assert copied == body
+    env = copied["env"]
+    assert isinstance(env, list)
+    env[0]["value"] = "2"
+    assert body["env"] == [{"name": "A", "value": "1"}]
+
+
+def test_a_selector_compiles_the_same_from_its_memo() -> None:
+    selector = LabelSelector(match_labels={"app": "web"})
+    first = selectors.compile_selector(selector)
+    assert selectors.compile_selector(selector) is first
+    assert selectors.compile_selector(LabelSelector(match_labels={"app": "web"})) == first
+    assert selectors.matches(selector, {"app": "web"}) is True
+    assert selectors.matches(selector, {"app": "db"}) is False
