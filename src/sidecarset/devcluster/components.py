@@ -38,11 +38,14 @@ def simulator_component(
     )
 
 
-def operator_component(plane: ControlPlane, extra_args: Sequence[str] = ()) -> Component:
-    ready_file = plane.workdir / "operator.ready"
+def operator_component(
+    plane: ControlPlane, extra_args: Sequence[str] = (), *, name: str = OPERATOR
+) -> Component:
+    """`sidecarset operator run --local` on free ports; `name` tells replicas apart."""
+    ready_file = plane.workdir / f"{name}.ready"
     ready_file.unlink(missing_ok=True)
     return python_component(
-        OPERATOR,
+        name,
         [
             "operator",
             "run",

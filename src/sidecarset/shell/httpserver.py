@@ -137,7 +137,9 @@ class Server:
     def __init__(
         self, app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None = None
     ) -> None:
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=5.0
+        )
         self._host, self._port, self._ssl = host, port, ssl_context
         self.port = port
 
@@ -148,7 +150,6 @@ class Server:
             self._host,
             self._port,
             ssl_context=self._ssl,
-            shutdown_timeout=5.0,
             reuse_address=True,
         )
         await site.start()

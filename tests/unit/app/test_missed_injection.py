@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from sidecarset.core import wire
 from sidecarset.core.model import SidecarSet, parse_sidecarset
 from sidecarset.core.podview import PodView, podview_from_dict
 from sidecarset.shell.store import Store
+from tests.unit.private_loop import run
 
 BORN = "2025-01-01T12:00:00Z"
 LATER = "2025-01-01T12:00:01Z"
@@ -92,5 +92,5 @@ async def missed(*pods: PodView, excluded: tuple[str, ...] = ()) -> list[str]:
 def test_only_pods_admitted_without_the_webhook_count_as_missed(
     candidate: PodView, counted: bool
 ) -> None:
-    found = asyncio.run(missed(candidate, excluded=("kube-system",)))
+    found = run(missed(candidate, excluded=("kube-system",)))
     assert found == ([str(candidate.key)] if counted else [])

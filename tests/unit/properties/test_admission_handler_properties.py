@@ -4,7 +4,6 @@ for and injects no container twice."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.fixtures.admission_reviews import (
     review,
     unique_names,
 )
+from tests.unit.private_loop import run
 
 ARTICLE = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "fixtures" / "filebeat-sidecarset.yaml").read_text()
@@ -77,7 +77,7 @@ async def handlers() -> tuple[PodInjector, SidecarSetAdmission]:
 
 def answer(handler: admission.Handler, sent: dict[str, Any]) -> admission.AdmissionResponse:
     request = admission.decode(json.dumps(sent).encode())
-    response = asyncio.run(handler(request))
+    response = run(handler(request))
     if not response.allowed:
         assert response.code is not None
         assert 400 <= response.code < 500, response
@@ -93,7 +93,7 @@ def answer(handler: admission.Handler, sent: dict[str, Any]) -> admission.Admiss
 
 @given(pod=POD)
 def test_a_generated_pod_is_answered_never_raised_on(pod: dict[str, Any]) -> None:
-    injector, _ = asyncio.run(handlers())
+    injector, _ = run(handlers())
     answer(injector.handle, review(pod, "Pod", "pods", "default"))
 
 
@@ -108,7 +108,7 @@ BASE = live_sidecarsets()["filebeat-sidecarset"]
 def test_a_generated_sidecarset_is_answered_never_raised_on(
     changes: dict[str, Any], metadata: Any, update: bool
 ) -> None:
-    _, validator = asyncio.run(handlers())
+    _, validator = run(handlers())
     obj = {**BASE, "metadata": metadata, "spec": {**BASE["spec"], **changes}}
     extra = {"operation": "UPDATE", "oldObject": BASE} if update else {}
     for handler in (validator.mutate, validator.validate):
