@@ -30,7 +30,23 @@ def _objects(event: Event[Any]) -> list[Any]:
 
 
 def sidecarset_keys(event: Event[SidecarSetEntry]) -> Iterable[str]:
+    """Every SidecarSet event but an update of its status alone: each of our own status writes
+    would otherwise wake one more round. (Kruise wakes on generation changes only; label and
+    annotation edits count here, as they carry the hashes and the custom version.)"""
+    if isinstance(event, Updated) and _without_status(event.old.raw) == _without_status(
+        event.new.raw
+    ):
+        return []
     return [event.key]
+
+
+def _without_status(raw: dict[str, Any]) -> tuple[object, object]:
+    metadata = {
+        k: v
+        for k, v in (raw.get("metadata") or {}).items()
+        if k not in ("resourceVersion", "managedFields")
+    }
+    return metadata, raw.get("spec")
 
 
 def injected_names(pod: PodView) -> frozenset[str]:

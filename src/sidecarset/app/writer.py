@@ -41,7 +41,7 @@ STATUS_MIN_INTERVAL = 1.0
 """Seconds between two status writes of one SidecarSet that change only counts and messages.
 During a rollout nearly every pod event changes a count: writing each cost about one status
 write per updated pod (each also waking the next reconcile). A change of generation, revision or
-of any condition's status or reason is written at once."""
+of any condition's status is written at once."""
 WRITE_CONCURRENCY = 16
 """Pod writes of one round in flight at once: enough to keep the client's QPS limit busy over a
 loopback or in-cluster round trip of a few milliseconds, few enough to be no burst."""
@@ -178,9 +178,9 @@ class Writer:
     ) -> float | None:
         """Write the status subresource if anything differs.
 
-        A change of counts or messages only is held back until `STATUS_MIN_INTERVAL` has passed
-        since this SidecarSet's last status write: then the seconds to wait are returned, and the
-        caller comes back (the next round recomputes the status anyway). Otherwise None.
+        A change of counts, messages or reasons only is held back until `STATUS_MIN_INTERVAL` has
+        passed since this SidecarSet's last status write: then the seconds to wait are returned,
+        and the caller comes back (the next round recomputes the status anyway). Otherwise None.
         """
         body = msgspec.to_builtins(new)
         if {k: raw_status.get(k) for k in body} == body:
@@ -309,16 +309,17 @@ class Writer:
 
 
 def _status_summary(status: Mapping[str, Any]) -> tuple[object, ...]:
-    """What a status write must never wait for: generation, revision, each condition's state."""
+    """What a status write must never wait for: generation, revision, each condition's status.
+
+    Not its reason: a rollout's Progressing reason alternates between Rolling and
+    WaitingForUnavailableBudget round by round, and each flip would be a write."""
     conditions = status.get("conditions") or []
     return (
         status.get("observedGeneration"),
         status.get("latestRevision"),
         status.get("collisionCount"),
         sorted(
-            (str(c.get("type")), str(c.get("status")), str(c.get("reason")))
-            for c in conditions
-            if isinstance(c, Mapping)
+            (str(c.get("type")), str(c.get("status"))) for c in conditions if isinstance(c, Mapping)
         ),
     )
 

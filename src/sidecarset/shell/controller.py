@@ -82,13 +82,26 @@ class Controller(Generic[K]):
         self._observe_duration = observe_duration
         self._log = _log.bind(controller=name)
 
-    async def watch(self, store: Store[T], keys_for: Callable[[Event[T]], Iterable[K]]) -> None:
+    async def watch(
+        self,
+        store: Store[T],
+        keys_for: Callable[[Event[T]], Iterable[K]],
+        *,
+        batch_seconds: float = 0.0,
+    ) -> None:
         """Queue the keys `keys_for` maps each of `store`'s events to (objects already stored
-        arrive as `Added`, so nothing that exists before the controller starts is missed)."""
+        arrive as `Added`, so nothing that exists before the controller starts is missed).
+
+        `batch_seconds` > 0: a key is queued that long after the first event that maps to it,
+        and the events in between add nothing, so a burst costs one pass per key, not one per
+        event; no event waits longer than that."""
 
         def enqueue(event: Event[T]) -> None:
             for key in keys_for(event):
-                self._queue.add(key)
+                if batch_seconds > 0:
+                    self._queue.add_after(key, batch_seconds)
+                else:
+                    self._queue.add(key)
 
         await store.subscribe(enqueue)
 

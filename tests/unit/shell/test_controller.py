@@ -185,6 +185,19 @@ async def test_watch_queues_keys_for_objects_stored_before_and_after() -> None:
     assert reconciled == ["owner-of-ns/old", "owner-of-ns/new"]
 
 
+async def test_a_burst_of_events_in_the_batch_window_costs_one_pass() -> None:
+    store: Store[str] = Store("things")
+    reconcile, calls = scripted()
+    controller, _ = make(reconcile)
+    await controller.watch(store, lambda _event: ["owner"], batch_seconds=0.5)
+    start = asyncio.get_running_loop().time()
+    for version in range(20):
+        await store.put("ns/thing", f"v{version}")
+        await asyncio.sleep(0.01)
+    await run_for(controller, 5)
+    assert [round(t - start, 3) for t in calls] == [0.5]
+
+
 def test_a_controller_needs_a_worker() -> None:
     reconcile, _ = scripted()
     with pytest.raises(ValueError, match="at least one worker"):
