@@ -9,6 +9,7 @@ ours is an error response that the failurePolicy handles.
 
 from __future__ import annotations
 
+import operator
 import random
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ import structlog
 
 from sidecarset.app import revision_lookup
 from sidecarset.app.projections import NamespaceView, SidecarSetEntry
-from sidecarset.core import injection, model, patches
+from sidecarset.core import injection, model, patches, selectors
 from sidecarset.shell import admission, metrics
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
@@ -107,6 +108,48 @@ def malformed_metadata(pod: Mapping[str, Any]) -> str | None:
     return None
 
 
+class Candidates:
+    """The SidecarSets that may select a pod, looked up by the labels their selectors require.
+
+    Matching every SidecarSet's selector against every admitted pod was a fifth of the webhook's
+    time with 100 SidecarSets. One whose selector requires `key=value` (a matchLabels entry, or
+    `In` with a single value) can only select pods carrying that label; all others (no such
+    requirement, no selector, an invalid one, unparsable) are candidates for every pod. So the
+    injection still sees every SidecarSet that could select the pod, and answers exactly as it
+    would with all of them (the webhook reports no reason for the SidecarSets passed over).
+    """
+
+    def __init__(self, entries: list[SidecarSetEntry]) -> None:
+        self.entries = entries
+        self._always: list[SidecarSetEntry] = []
+        self._by_label: dict[tuple[str, str], list[SidecarSetEntry]] = {}
+        for entry in entries:
+            label = _required_label(entry)
+            if label is None:
+                self._always.append(entry)
+            else:
+                self._by_label.setdefault(label, []).append(entry)
+
+    def for_labels(self, labels: Mapping[str, str]) -> list[SidecarSetEntry]:
+        found = list(self._always)
+        for label in labels.items():
+            found.extend(self._by_label.get(label, ()))
+        return found
+
+
+def _required_label(entry: SidecarSetEntry) -> tuple[str, str] | None:
+    sidecarset = entry.sidecarset
+    if sidecarset is None or sidecarset.spec.selector is None:
+        return None
+    compiled = selectors.compile_selector(sidecarset.spec.selector)
+    if compiled is None:
+        return None
+    for requirement in compiled.requirements:
+        if requirement.operator is model.SelectorOperator.IN and len(requirement.values) == 1:
+            return requirement.key, next(iter(requirement.values))
+    return None
+
+
 class PodInjector:
     def __init__(
         self,
@@ -124,6 +167,16 @@ class PodInjector:
         self._client = client
         self._now = now
         self._draw = draw
+        self._candidates = Candidates([])
+
+    def candidates(self, pod: Mapping[str, Any]) -> list[SidecarSetEntry]:
+        """The SidecarSets that may select `pod` (see `Candidates`), from the current store."""
+        entries = self._sidecarsets.values()
+        known = self._candidates.entries
+        if len(known) != len(entries) or not all(map(operator.is_, known, entries)):
+            self._candidates = Candidates(entries)  # the store changed: a new index
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        return self._candidates.for_labels(labels)
 
     async def handle(self, request: admission.AdmissionRequest) -> admission.AdmissionResponse:
         if (
@@ -143,7 +196,7 @@ class PodInjector:
         try:
             result = inject_pod(
                 pod,
-                self._sidecarsets.values(),
+                self.candidates(pod),
                 labels,
                 revisions=self._revisions.values,
                 now=self._now(),

@@ -32,6 +32,9 @@ def nested(depth: int) -> object:
         pytest.param(b"[" * 100_000 + b"]" * 100_000, id="deeper-than-the-interpreter-recurses"),
         pytest.param(review(nested(admission.MAX_DEPTH)), id="object-past-the-limit"),
         pytest.param(b"\xff\xfe", id="not-utf8"),
+        pytest.param(review(float("inf")), id="infinity-is-not-json"),
+        pytest.param(review(float("nan")), id="nan-is-not-json"),
+        pytest.param(review(1).replace(b'"object": 1', b'"object": 1e400'), id="out-of-range"),
         pytest.param(b"x" * (admission.MAX_BODY_BYTES + 1), id="oversized"),
     ],
 )
