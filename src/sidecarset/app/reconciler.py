@@ -212,7 +212,6 @@ class SidecarSetReconciler:
             )
         new_status = status.compute_status(
             sidecarset,
-            pods,
             plan,
             latest_revision=decision.name,
             collision_count=decision.collision_count,
@@ -220,7 +219,6 @@ class SidecarSetReconciler:
             previous_conditions=previous_status.conditions,
             failing_after=self._failing_after,
             missed_injection=[p.key for p in missed],
-            judgements=judgements,
         )
         deferred = await self._writer.status(sidecarset, entry.raw.get("status") or {}, new_status)
         self._export(sidecarset, new_status, missed=len(missed))

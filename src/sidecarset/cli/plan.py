@@ -153,7 +153,6 @@ def explain(
     plan = rollout.plan_round(ss, pods, now, latest_revision=decision.name)
     computed = status.compute_status(
         ss,
-        pods,
         plan,
         latest_revision=decision.name,
         collision_count=decision.collision_count,

@@ -19,18 +19,20 @@ Differences from Kruise, on purpose:
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Collection, Mapping, Sequence
 from enum import StrEnum
 from typing import Literal
 
 import msgspec
 
-from sidecarset.core import wire
+from sidecarset.core import ordering, wire
 from sidecarset.core.model import SidecarContainer, SidecarSet
-from sidecarset.core.podview import ContainerStatusView, PodView
+from sidecarset.core.podview import ContainerStatusView, PodKey, PodView
 
 __all__ = [
     "Blocker",
+    "Judged",
     "Judgements",
     "Location",
     "PodState",
@@ -255,39 +257,63 @@ def _changed_message(sidecarset: SidecarSet, entry: wire.UpgradeSpec) -> str:
     return f"sidecars {'; '.join(parts)} since the pod was injected; {base}"
 
 
+Judged = tuple[PodKey, PodView, PodState]
+"""A matched pod with its key and its state against the SidecarSet."""
+
+_BY_KEY = operator.itemgetter(0)
+
+
 class Judgements:
     """What `is_matched` and `classify` said about each pod, kept from one round to the next.
 
     Judging every pod is nearly all of a round's work with thousands of pods, and between two
     rounds almost every pod, and the SidecarSet, are the very same immutable objects (a store
-    keeps an object until its resource changes). `judge` reuses a judgement when both objects are
-    identical to those it was made from, judges the rest, and keeps only the pods of its latest
-    call, so it never holds on to a pod the caller has let go. Results are exactly those of
-    `is_matched` and `classify`. Identity, not equality, decides: equal objects are judged again.
+    keeps an object until its resource changes). `judge` reuses a judgement when the pod is the
+    very object it was made from and the SidecarSet reads the same to a judge (same name,
+    annotations and spec: a status write alone makes a new object that judges alike), judges the
+    rest, and keeps only the pods of its latest call, so it never holds on to a pod the caller
+    has let go. When nothing changed at all, the sorted answer of the previous call is returned
+    as it was. Results are exactly those of `is_matched` and `classify`.
     """
 
     def __init__(self) -> None:
         self._sidecarset: SidecarSet | None = None
-        self._by_pod: dict[int, tuple[PodView, PodState | None]] = {}
+        self._by_pod: dict[int, tuple[PodView, PodKey, PodState | None]] = {}
+        self._sorted: tuple[Judged, ...] = ()
+        self.sort_keys = ordering.SortKeys()
+        """The update order's keys of the same pods, kept alike (see `ordering.order`)."""
 
-    def judge(
-        self, sidecarset: SidecarSet, pods: Sequence[PodView]
-    ) -> list[tuple[PodView, PodState]]:
-        """Each matched pod among `pods` with its state, in the order of `pods`."""
-        known = self._by_pod if sidecarset is self._sidecarset else {}
-        kept: dict[int, tuple[PodView, PodState | None]] = {}
-        judged: list[tuple[PodView, PodState]] = []
+    def judge(self, sidecarset: SidecarSet, pods: Sequence[PodView]) -> tuple[Judged, ...]:
+        """Each matched pod among `pods` with its key and state, sorted by key."""
+        previous = self._sidecarset
+        alike = previous is not None and (
+            sidecarset is previous or _judged_alike(sidecarset, previous)
+        )
+        known = self._by_pod if alike else {}
+        kept: dict[int, tuple[PodView, PodKey, PodState | None]] = {}
+        changed = False
         for pod in pods:
             hit = known.get(id(pod))
-            if hit is not None and hit[0] is pod:
-                state = hit[1]
-            else:
+            if hit is None or hit[0] is not pod:
+                changed = True
                 state = classify(sidecarset, pod) if is_matched(sidecarset, pod) else None
-            kept[id(pod)] = (pod, state)
-            if state is not None:
-                judged.append((pod, state))
+                hit = (pod, pod.key, state)
+            kept[id(pod)] = hit
         self._sidecarset, self._by_pod = sidecarset, kept
-        return judged
+        if changed or not alike or len(kept) != len(known):
+            judged = [(key, pod, state) for pod, key, state in kept.values() if state is not None]
+            judged.sort(key=_BY_KEY)
+            self._sorted = tuple(judged)
+        return self._sorted
+
+
+def _judged_alike(a: SidecarSet, b: SidecarSet) -> bool:
+    """Everything `is_matched` and `classify` read of a SidecarSet is equal."""
+    return (
+        a.metadata.name == b.metadata.name
+        and a.metadata.annotations == b.metadata.annotations
+        and a.spec == b.spec
+    )
 
 
 # --- matching (spec 6.1) ------------------------------------------------------------------------

@@ -55,17 +55,51 @@ def order(
     candidates: Sequence[PodView],
     strategy: SidecarSetUpdateStrategy,
     matched: Sequence[PodView],
+    keys: SortKeys | None = None,
 ) -> tuple[PodView, ...]:
     """The candidates in update order: first to update first. A permutation of `candidates`.
 
     `matched` is every matched pod of the SidecarSet (candidates included): scatter terms with
-    `value: "*"` expand over it, and scatter densities are measured against it.
+    `value: "*"` expand over it, and scatter densities are measured against it. `keys`, kept by
+    the caller from round to round, spares computing again the sort keys of unchanged pods.
     """
-    ordered = sorted(candidates, key=lambda pod: sort_key(pod, strategy.priority_strategy))
+    priority = strategy.priority_strategy
+    if keys is None:
+        ordered = sorted(candidates, key=lambda pod: sort_key(pod, priority))
+    else:
+        by_key = sorted(zip(keys.of(candidates, priority), candidates, strict=True), key=_first)
+        ordered = [pod for _, pod in by_key]
     terms = expand_scatter_terms(strategy.scatter_strategy, matched)
     if terms:
         ordered = scatter(ordered, terms, matched)
     return tuple(ordered)
+
+
+def _first(pair: tuple[SortKey, PodView]) -> SortKey:
+    return pair[0]
+
+
+class SortKeys:
+    """Each pod's `sort_key`, kept while the pod is the very same object and the priority
+    strategy reads the same: at the start of a large rollout every pod is a candidate, and
+    computing its key is most of ordering them. Keeps only the pods of its latest call."""
+
+    def __init__(self) -> None:
+        self._priority: UpdatePriorityStrategy | None = None
+        self._by_pod: dict[int, tuple[PodView, SortKey]] = {}
+
+    def of(self, pods: Sequence[PodView], priority: UpdatePriorityStrategy | None) -> list[SortKey]:
+        known = self._by_pod if priority == self._priority else {}
+        kept: dict[int, tuple[PodView, SortKey]] = {}
+        keys: list[SortKey] = []
+        for pod in pods:
+            hit = known.get(id(pod))
+            if hit is None or hit[0] is not pod:
+                hit = (pod, sort_key(pod, priority))
+            kept[id(pod)] = hit
+            keys.append(hit[1])
+        self._priority, self._by_pod = priority, kept
+        return keys
 
 
 def sort_key(pod: PodView, priority: UpdatePriorityStrategy | None = None) -> SortKey:

@@ -34,7 +34,6 @@ and never ready to flip: a rollback could never recover it.
 from __future__ import annotations
 
 import json
-import operator
 import re
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -166,6 +165,8 @@ class RoundPlan(msgspec.Struct, frozen=True, kw_only=True):
     budget: Budget
     requeue_after: timedelta | None
     warnings: tuple[str, ...] = ()
+    matched: tuple[candidates.Judged, ...] = ()
+    """Every matched pod with its key and state, sorted by key: what the status counts."""
 
     @property
     def updated_keys(self) -> tuple[PodKey, ...]:
@@ -181,15 +182,8 @@ def matched_pods(
     judgements: candidates.Judgements | None = None,
 ) -> tuple[PodView, ...]:
     """The pods this SidecarSet rolls and counts (spec 6.1), sorted by namespace/name."""
-    if judgements is None:
-        matched = [pod for pod in pods if candidates.is_matched(sidecarset, pod)]
-    else:
-        matched = [pod for pod, _ in judgements.judge(sidecarset, pods)]
-    return tuple(sorted(matched, key=_BY_KEY))
-
-
-_BY_KEY = operator.attrgetter("metadata.namespace", "metadata.name")
-"""Sorts pods as `pod.key` does, without building a PodKey per comparison key."""
+    judged = (judgements or candidates.Judgements()).judge(sidecarset, pods)
+    return tuple(pod for _, pod, _ in judged)
 
 
 def plan_round(
@@ -209,13 +203,11 @@ def plan_round(
     entries (default: `status.latestRevision`). `judgements`, kept by the caller from round to
     round, spares judging again the pods that did not change (the result is the same).
     """
-    judged = (judgements or candidates.Judgements()).judge(sidecarset, pods)
-    judged.sort(key=lambda item: _BY_KEY(item[0]))
-    keyed = [(pod.key, pod, state) for pod, state in judged]
-    matched = tuple(pod for _, pod, _ in keyed)
-    states = {key: state for key, _, state in keyed}
+    memo = judgements or candidates.Judgements()
+    judged = memo.judge(sidecarset, pods)
+    states = {key: state for key, _, state in judged}
     strategy = sidecarset.spec.update_strategy
-    total = len(matched)
+    total = len(judged)
     warnings: list[str] = []
     max_unavailable = max_unavailable_count(strategy.max_unavailable, total)
     if max_unavailable is None:
@@ -226,10 +218,25 @@ def plan_round(
         warnings.append(_bad_value("partition", strategy.partition, "holding every pod"))
         partition = total
 
-    pending_keys = set(pending) & states.keys()
-    disrupted = {key for key, state in states.items() if _is_disrupted(state)} | pending_keys
-    blocked = {key: s.blocker for key, s in states.items() if s.blocker is not None}
-    held: dict[PodKey, Hold] = {key: Hold.UPDATED for key, s in states.items() if s.updated}
+    # One pass over the matched pods: a settled SidecarSet with thousands of pods spends its
+    # round here.
+    pending_keys = set(pending) & states.keys() if pending else set()
+    disrupted = set(pending_keys)
+    blocked: dict[PodKey, Blocker] = {}
+    held: dict[PodKey, Hold] = {}
+    outdated: list[candidates.Judged] = []
+    for item in judged:
+        key, _, state = item
+        if state.kind is PodStateKind.UPDATED:
+            held[key] = Hold.UPDATED
+            if not (state.consistent and state.ready):
+                disrupted.add(key)
+        else:
+            outdated.append(item)
+            if state.kind is PodStateKind.IN_FLIGHT or state.hot_upgrade_pending:
+                disrupted.add(key)
+        if state.blocker is not None:
+            blocked[key] = state.blocker
 
     def finish(
         updates: Sequence[PodUpdate] = (),
@@ -253,65 +260,72 @@ def plan_round(
             ),
             requeue_after=_requeue_after(held, pending_keys, updates, flips),
             warnings=tuple(warnings),
+            matched=judged,
         )
 
-    outdated = [pod for _, pod, state in keyed if not state.updated]
     if strategy.is_not_update or strategy.paused:
         reason = Hold.NOT_UPDATE if strategy.is_not_update else Hold.PAUSED
-        held.update((pod.key, reason) for pod in outdated)
+        held.update((key, reason) for key, _, _ in outdated)
         return finish()
 
+    if not outdated and not any(sidecar.is_hot for sidecar in candidates.sidecars(sidecarset)):
+        return finish()  # settled: nothing to update, and only a hot upgrade can flip
+    matched = tuple(pod for _, pod, _ in judged)
     flips = _flips(sidecarset, matched, now, pending_keys)
     flipping = {flip.pod for flip in flips}
     held.update((key, Hold.IN_FLIGHT) for key in flipping)
     waiting: list[PodView] = []
-    for pod in outdated:
-        state = states[pod.key]
+    not_upgradable: list[PodKey] = []
+    for key, pod, state in outdated:
         if not _is_selected(sidecarset, pod):
-            held[pod.key] = Hold.NOT_SELECTED
-        elif pod.key in pending_keys or pod.key in flipping:
-            held[pod.key] = Hold.IN_FLIGHT
+            held[key] = Hold.NOT_SELECTED
+        elif key in pending_keys or key in flipping:
+            held[key] = Hold.IN_FLIGHT
         elif state.kind is PodStateKind.NOT_UPGRADABLE:
-            held[pod.key] = Hold.NOT_UPGRADABLE
+            held[key] = Hold.NOT_UPGRADABLE
+            not_upgradable.append(key)
         elif state.kind is PodStateKind.IN_FLIGHT:
-            held[pod.key] = Hold.IN_FLIGHT
+            held[key] = Hold.IN_FLIGHT
         else:
             waiting.append(pod)
 
-    ordered = ordering.order(waiting, strategy, matched)
+    ordered = ordering.order(waiting, strategy, matched, memo.sort_keys)
     cut = max(0, len(ordered) - partition)
     held.update((pod.key, Hold.PARTITION) for pod in ordered[cut:])
 
     updates: list[PodUpdate] = []
     used = len(disrupted)
     for pod in ordered[:cut]:
+        key = pod.key
         if (
             used >= max_unavailable
-            and pod.key not in disrupted
-            and (not states[pod.key].available or _changes_images(sidecarset, pod))
+            and key not in disrupted
+            and (not states[key].available or _changes_images(sidecarset, pod))
         ):
             # Costs a unit: skip building the update (most of a round's time once the budget
             # is spent on a large rollout); its blockers are reported once the budget reaches it.
-            held[pod.key] = Hold.BUDGET
+            held[key] = Hold.BUDGET
             continue
         update = pod_update(sidecarset, pod, now, latest_revision=latest_revision)
         if update.blockers:
-            held[pod.key] = Hold.NOT_UPGRADABLE
-            blocked[pod.key] = update.blockers[0]
+            held[key] = Hold.NOT_UPGRADABLE
+            blocked[key] = update.blockers[0]
+            not_upgradable.append(key)
             continue
-        free = pod.key in disrupted or (not update.images and states[pod.key].available)
+        free = key in disrupted or (not update.images and states[key].available)
         cost = 0 if free else 1
         if used + cost > max_unavailable:
-            held[pod.key] = Hold.BUDGET
+            held[key] = Hold.BUDGET
             continue
         used += cost
         updates.append(update)
 
+    by_key = {key: pod for key, pod, _ in outdated} if not_upgradable else {}
     conditions = [
         condition
-        for key, pod, _ in keyed
-        if held.get(key) is Hold.NOT_UPGRADABLE
-        and (condition := upgradable_condition_update(pod, sidecarset.name, False, now)) is not None
+        for key in sorted(not_upgradable)
+        if (condition := upgradable_condition_update(by_key[key], sidecarset.name, False, now))
+        is not None
     ]
     return finish(updates, flips, conditions, used)
 
@@ -356,7 +370,8 @@ def _requeue_after(
 ) -> timedelta | None:
     if pending:
         return PENDING_WRITE_RECHECK
-    waiting = any(hold in (Hold.BUDGET, Hold.IN_FLIGHT) for hold in held.values())
+    holds = set(held.values())
+    waiting = Hold.BUDGET in holds or Hold.IN_FLIGHT in holds
     if updates or flips or waiting:
         return PROGRESS_RECHECK
     return None

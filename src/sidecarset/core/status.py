@@ -40,8 +40,8 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sidecarset.core import candidates, rollout, wire
-from sidecarset.core.candidates import PodState
+from sidecarset.core import wire
+from sidecarset.core.candidates import PodStateKind
 from sidecarset.core.model import Condition, SidecarSet, SidecarSetStatus
 from sidecarset.core.podview import PodKey, PodView
 from sidecarset.core.rollout import Hold, RoundPlan
@@ -91,7 +91,6 @@ _EXAMPLES = 3
 
 def compute_status(
     sidecarset: SidecarSet,
-    pods: Sequence[PodView],
     plan: RoundPlan,
     *,
     latest_revision: str,
@@ -100,27 +99,30 @@ def compute_status(
     previous_conditions: Sequence[Condition] = (),
     failing_after: timedelta = DEFAULT_FAILING_AFTER,
     missed_injection: Sequence[PodKey] | None = None,
-    judgements: candidates.Judgements | None = None,
 ) -> SidecarSetStatus:
-    """The status to write for this round, counted over the matched pods among `pods` (6.2).
+    """The status to write for this round, counted over the pods `plan` matched (6.2).
 
-    `plan` is this round's plan over the same pods. Conditions of other types found in
-    `previous_conditions` are kept as they are, after ours. `missed_injection` are the selected
-    pods admitted without our sidecars (InjectionMissed); None when the caller did not look,
-    which keeps a previous InjectionMissed condition unchanged. `judgements`: as for
-    `rollout.plan_round` (pass the same object).
+    Conditions of other types found in `previous_conditions` are kept as they are, after ours.
+    `missed_injection` are the selected pods admitted without our sidecars (InjectionMissed);
+    None when the caller did not look, which keeps a previous InjectionMissed condition
+    unchanged.
     """
-    matched = rollout.matched_pods(sidecarset, pods, judgements)
-    keyed = [(pod.key, pod) for pod in matched]
-    states = dict(plan.states)
-    if states.keys() != {key for key, _ in keyed}:
-        states = {key: candidates.classify(sidecarset, pod) for key, pod in keyed}
-    updated = sum(1 for s in states.values() if s.updated)
-    ready = sum(1 for s in states.values() if s.available)
-    updated_ready = sum(1 for s in states.values() if s.updated and s.available)
+    matched = plan.matched
+    updated = ready = updated_ready = 0
+    settling: list[tuple[PodKey, PodView]] = []
+    for key, pod, state in matched:
+        available = state.consistent and state.ready
+        if state.kind is PodStateKind.UPDATED:
+            updated += 1
+            if available:
+                updated_ready += 1
+            else:
+                settling.append((key, pod))
+        if available:
+            ready += 1
 
-    failing = _failing(sidecarset, keyed, states, now, failing_after)
-    reason, message = _state(sidecarset, plan, states, failing, failing_after)
+    failing = _failing(sidecarset, settling, now, failing_after)
+    reason, message = _state(sidecarset, plan, updated, settling, failing, failing_after)
     generation = sidecarset.metadata.generation
     done = reason in (ROLLOUT_COMPLETE, NOT_UPDATE)
     ready_reason, ready_message = reason, message
@@ -217,19 +219,18 @@ def _missed_condition(missed: Sequence[PodKey], generation: int) -> Condition:
 def _state(
     sidecarset: SidecarSet,
     plan: RoundPlan,
-    states: dict[PodKey, PodState],
+    updated: int,
+    settling: Sequence[tuple[PodKey, PodView]],
     failing: Sequence[PodKey],
     failing_after: timedelta,
 ) -> tuple[str, str]:
     strategy = sidecarset.spec.update_strategy
     holds = Counter(plan.held.values())
-    matched = len(states)
-    updated = sum(1 for s in states.values() if s.updated)
+    matched = len(plan.matched)
     progress = f"{updated} of {matched} matched pods updated"
     budget = plan.budget
     spent = budget.used >= budget.max_unavailable
     left = holds[Hold.BUDGET] + holds[Hold.IN_FLIGHT] + len(plan.update)
-    settling = [k for k, s in states.items() if s.updated and not s.available]
 
     if strategy.is_not_update:
         return (
@@ -268,17 +269,14 @@ def _state(
 
 def _failing(
     sidecarset: SidecarSet,
-    matched: Sequence[tuple[PodKey, PodView]],
-    states: dict[PodKey, PodState],
+    settling: Sequence[tuple[PodKey, PodView]],
     now: datetime,
     failing_after: timedelta,
 ) -> list[PodKey]:
+    """Of the updated pods not yet available, those unavailable for longer than allowed."""
     deadline = _aware(now) - failing_after
     failing = []
-    for key, pod in matched:
-        state = states[key]
-        if not state.updated or state.available:
-            continue
+    for key, pod in settling:
         since = _unavailable_since(sidecarset, pod)
         if since is not None and since <= deadline:
             failing.append(key)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from sidecarset.core import candidates, model, rollout, selectors, status, wire
@@ -11,9 +12,7 @@ from tests.unit.podbuilders import NOW, kruise_factory_pods, make_sidecarset, ou
 
 
 def _status(sidecarset: model.SidecarSet, pods: list[PodView], plan: rollout.RoundPlan) -> object:
-    return status.compute_status(
-        sidecarset, pods, plan, latest_revision="r", collision_count=0, now=NOW
-    )
+    return status.compute_status(sidecarset, plan, latest_revision="r", collision_count=0, now=NOW)
 
 
 def test_a_plan_with_judgements_equals_the_plan_without() -> None:
@@ -24,15 +23,7 @@ def test_a_plan_with_judgements_equals_the_plan_without() -> None:
     again = rollout.plan_round(sidecarset, pods, NOW, judgements=judgements)
     plain = rollout.plan_round(sidecarset, pods, NOW)
     assert first == again == plain
-    assert status.compute_status(
-        sidecarset,
-        pods,
-        again,
-        latest_revision="r",
-        collision_count=0,
-        now=NOW,
-        judgements=judgements,
-    ) == _status(sidecarset, pods, plain)
+    assert _status(sidecarset, pods, again) == _status(sidecarset, pods, plain)
 
 
 def test_unchanged_pods_are_not_judged_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,12 +44,24 @@ def test_unchanged_pods_are_not_judged_again(monkeypatch: pytest.MonkeyPatch) ->
     assert judged == ["pod-4"]
 
 
+def test_a_status_write_does_not_cost_a_judgement(monkeypatch: pytest.MonkeyPatch) -> None:
+    sidecarset = make_sidecarset()
+    pods = kruise_factory_pods(3, 1, 1)
+    judgements = candidates.Judgements()
+    judgements.judge(sidecarset, pods)
+    monkeypatch.setattr(candidates, "classify", lambda *_: pytest.fail("judged again"))
+    written = msgspec.structs.replace(
+        sidecarset, status=msgspec.structs.replace(sidecarset.status, matched_pods=3)
+    )
+    assert len(judgements.judge(written, pods)) == 3
+
+
 def test_another_sidecarset_object_is_judged_afresh() -> None:
     pods = kruise_factory_pods(4, 2, 2)
     judgements = candidates.Judgements()
-    updated_before = [s.updated for _, s in judgements.judge(make_sidecarset(), pods)]
+    updated_before = [s.updated for _, _, s in judgements.judge(make_sidecarset(), pods)]
     changed = make_sidecarset(hash_="a-new-hash")
-    updated_after = [s.updated for _, s in judgements.judge(changed, pods)]
+    updated_after = [s.updated for _, _, s in judgements.judge(changed, pods)]
     assert updated_before == [True, True, False, False]
     assert updated_after == [False, False, False, False]
 
@@ -97,3 +100,16 @@ def test_a_selector_compiles_the_same_from_its_memo() -> None:
     assert selectors.compile_selector(LabelSelector(match_labels={"app": "web"})) == first
     assert selectors.matches(selector, {"app": "web"}) is True
     assert selectors.matches(selector, {"app": "db"}) is False
+
+
+def test_judged_pods_come_sorted_and_follow_removals() -> None:
+    sidecarset = make_sidecarset()
+    pods = kruise_factory_pods(4, 2, 2)
+    judgements = candidates.Judgements()
+    first = judgements.judge(sidecarset, list(reversed(pods)))
+    assert [key for key, _, _ in first] == sorted(pod.key for pod in pods)
+    assert judgements.judge(sidecarset, pods) == first
+    assert [pod.name for _, pod, _ in judgements.judge(sidecarset, pods[1:])] == [
+        pod.name for pod in sorted(pods[1:], key=lambda p: p.key)
+    ]
+    assert judgements.judge(make_sidecarset(hash_="another"), []) == ()

@@ -185,3 +185,34 @@ def test_the_order_does_not_depend_on_the_input_order() -> None:
     forward = ordering.order(pods, strategy, pods)
     backward = ordering.order(list(reversed(pods)), strategy, list(reversed(pods)))
     assert _names(forward) == _names(backward)
+
+
+def test_kept_sort_keys_give_the_same_order_and_follow_the_priority(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    weights = {
+        "priorityStrategy": {
+            "weightPriority": [{"weight": 5, "matchSelector": {"matchLabels": {"tier": "a"}}}]
+        }
+    }
+    pods = (
+        make_pod("c", restarts=2),
+        make_pod("a", labels={"tier": "a"}),
+        make_pod("b", ready=False),
+    )
+    keys = ordering.SortKeys()
+    plain = ordering.order(pods, _strategy(), pods)
+    assert ordering.order(pods, _strategy(), pods, keys) == plain
+    computed: list[str] = []
+    original = ordering.sort_key
+
+    def counting(pod: PodView, priority: object = None) -> ordering.SortKey:
+        computed.append(pod.name)
+        return original(pod, priority)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ordering, "sort_key", counting)
+    assert ordering.order(pods, _strategy(), pods, keys) == plain
+    assert computed == []
+    weighted = ordering.order(pods, _strategy(**weights), pods, keys)
+    assert _names(weighted)[0] == "a"
+    assert sorted(computed) == ["a", "b", "c"]

@@ -35,7 +35,6 @@ def _status(
     plan = rollout.plan_round(sidecarset, pods, NOW)
     return status.compute_status(
         sidecarset,
-        pods,
         plan,
         latest_revision="rev-2",
         collision_count=0,

@@ -15,7 +15,6 @@ def _status(missed: list[PodKey] | None, previous: tuple[Condition, ...] = ()) -
     pods = [updated_pod("a")]
     return status.compute_status(
         sidecarset,
-        pods,
         rollout.plan_round(sidecarset, pods, NOW),
         latest_revision="rev-2",
         collision_count=0,

@@ -203,7 +203,7 @@ def test_status_counters_nest(case: tuple[SidecarSet, list[PodView], frozenset[P
     sidecarset, population, pending = case
     plan = rollout.plan_round(sidecarset, population, NOW, pending=pending)
     result = status.compute_status(
-        sidecarset, population, plan, latest_revision="r", collision_count=0, now=NOW
+        sidecarset, plan, latest_revision="r", collision_count=0, now=NOW
     )
     assert result.updated_ready_pods <= result.updated_pods <= result.matched_pods
     assert result.updated_ready_pods <= result.ready_pods <= result.matched_pods
