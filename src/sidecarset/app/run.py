@@ -41,6 +41,7 @@ from sidecarset.shell.clock import RealClock
 from sidecarset.shell.informer import Informer
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
+from sidecarset.shell.kube.credentials import CredentialsError
 
 log = structlog.get_logger("sidecarset.operator")
 
@@ -257,7 +258,11 @@ class Operator:
 
 
 async def run(settings: OperatorSettings) -> None:
-    client = await connect(settings)
+    try:
+        client = await connect(settings)
+    except CredentialsError as unusable:
+        log.error("cannot reach the API server", error=str(unusable))
+        raise SystemExit(1) from None
     async with client:
         operator = Operator(settings, client)
         task = asyncio.current_task()

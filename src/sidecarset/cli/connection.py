@@ -140,8 +140,6 @@ def _api_missing() -> CliError:
 @asynccontextmanager
 async def connect(target: Target) -> AsyncIterator[Cluster]:
     """A `Cluster` for the target; a kubeconfig that cannot be loaded is a `CliError`."""
-    from kubernetes_asyncio.config.config_exception import ConfigException
-
     path = target.kubeconfig
     if path is not None:
         paths = [p for p in path.split(os.pathsep) if p]
@@ -152,7 +150,7 @@ async def connect(target: Target) -> AsyncIterator[Cluster]:
             client = KubeClient.in_cluster()
         else:
             client = await KubeClient.from_kubeconfig(path, context=target.context)
-    except (ConfigException, OSError, ValueError) as err:
+    except (OSError, ValueError) as err:  # CredentialsError is a ValueError
         shown = path or "~/.kube/config"
         raise CliError(f"cannot load kubeconfig {shown}: {err}") from err
     async with client:

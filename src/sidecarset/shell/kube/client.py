@@ -1,15 +1,14 @@
 """The only module that talks to the API server.
 
-Credentials come from kubernetes_asyncio's loaders (kubeconfig incl. exec plugins and token
-refresh, or in-cluster); requests go straight through one aiohttp session, so list and watch
-bodies stay bytes until the caller decodes them into its own projections.
+Credentials come from `credentials` (in-cluster or a kubeconfig); requests go straight through one
+aiohttp session, so list and watch bodies stay bytes until the caller decodes them into its own
+projections.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -17,12 +16,10 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from kubernetes_asyncio.client import Configuration
-from kubernetes_asyncio.config import kube_config
-from kubernetes_asyncio.config.incluster_config import load_incluster_config
 
 from sidecarset.shell import metrics
-from sidecarset.shell.kube import errors
+from sidecarset.shell.kube import credentials, errors
+from sidecarset.shell.kube.credentials import Credentials
 
 JSON = dict[str, Any]
 
@@ -108,20 +105,13 @@ def request_kind(method: str, path: str) -> tuple[str, str]:
 class KubeClient:
     """Thin async client: JSON in, JSON (or raw bytes) out, `errors.ApiError` on failure."""
 
-    def __init__(self, config: Configuration, *, qps: float = 0.0, burst: int = 10) -> None:
-        self._config = config
-        self.host = str(config.host or "").rstrip("/")
+    def __init__(self, creds: Credentials, *, qps: float = 0.0, burst: int = 10) -> None:
+        self._authorization = creds.authorization
+        self.host = creds.host
         self._limiter = TokenBucket(qps, burst)
         self.counter = RequestCounter()
-        ctx = ssl.create_default_context(cafile=config.ssl_ca_cert) if config.verify_ssl else None
-        if ctx is None:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if config.cert_file and config.key_file:
-            ctx.load_cert_chain(config.cert_file, config.key_file)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ctx, limit=64),
+            connector=aiohttp.TCPConnector(ssl=creds.ssl_context, limit=64),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             json_serialize=json.dumps,
         )
@@ -135,17 +125,12 @@ class KubeClient:
         qps: float = 0.0,
         burst: int = 10,
     ) -> KubeClient:
-        config = Configuration()
-        await kube_config.load_kube_config(
-            config_file=path, context=context, client_configuration=config, persist_config=False
-        )
-        return cls(config, qps=qps, burst=burst)
+        """Raises `credentials.CredentialsError` for a kubeconfig that cannot be used."""
+        return cls(await credentials.from_kubeconfig(path, context), qps=qps, burst=burst)
 
     @classmethod
     def in_cluster(cls, *, qps: float = 0.0, burst: int = 10) -> KubeClient:
-        config = Configuration()
-        load_incluster_config(client_configuration=config)  # type: ignore[no-untyped-call]
-        return cls(config, qps=qps, burst=burst)
+        return cls(credentials.in_cluster(), qps=qps, burst=burst)
 
     async def close(self) -> None:
         await self._session.close()
@@ -158,9 +143,7 @@ class KubeClient:
 
     async def _headers(self, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        # kubernetes_asyncio's loaders (kubeconfig token, exec plugin, in-cluster) store the
-        # "Bearer ..." value under "BearerToken"; the alias covers hand-made Configurations.
-        token = await self._config.get_api_key_with_prefix("BearerToken", alias="authorization")
+        token = await self._authorization()
         if token:
             headers["Authorization"] = token
         if content_type:
