@@ -202,10 +202,13 @@ def step(
                 else clock.iso
             ),
         }
-        if reason:
-            cond["reason"] = reason
-        if message:
-            cond["message"] = message
+        if reason or old:
+            # A status patch merges conditions by type: an absent field keeps its old value, so
+            # a condition turning True must delete its reason and message with explicit nulls
+            # (else the stored condition never matches and the pod is patched again forever).
+            cond["reason"] = reason or None
+        if message or old:
+            cond["message"] = message or None
         if meta.get("generation") is not None:
             cond["observedGeneration"] = meta["generation"]
         changed_conditions.append(cond)

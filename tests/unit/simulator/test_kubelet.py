@@ -36,7 +36,8 @@ def make_pod(**spec: Any) -> dict[str, Any]:
 
 
 class Kubelet:
-    """Applies steps to a pod the way the API server would merge the status patch."""
+    """Applies steps to a pod the way the API server merges the strategic merge patch: a
+    condition merges into the one of its type, field by field, and a null deletes a field."""
 
     def __init__(self, pod: dict[str, Any], rules: kubelet.Rules = RULES) -> None:
         self.pod, self.rules, self.marks, self.mono = pod, rules, {}, 0.0
@@ -51,7 +52,8 @@ class Kubelet:
             patch = copy.deepcopy(result.patch["status"])
             conditions = {c["type"]: c for c in status.get("conditions", [])}
             for cond in patch.pop("conditions", []):
-                conditions[cond["type"]] = cond
+                merged = {**conditions.get(cond["type"], {}), **cond}
+                conditions[cond["type"]] = {k: v for k, v in merged.items() if v is not None}
             status.update(patch)
             status["conditions"] = list(conditions.values())
         self.last = result
