@@ -39,8 +39,9 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# QUICK=1: small sizes, under a minute; ONLY=scale (or webhook_server, webhook_e2e, rollout).
 bench: install testbin
-	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)
 
 clean:
 	rm -rf $(VENV) .cluster
