@@ -215,6 +215,29 @@ def updating_pod(name: str, **kwargs: object) -> PodView:
     return make_pod(name, **{**defaults, **kwargs})
 
 
+def failing_pod(name: str, since: datetime | None = None) -> PodView:
+    """Updated an hour before NOW (or at `since`), and its sidecar not ready ever since."""
+    when = since or NOW - timedelta(hours=1)
+    return updating_pod(
+        name,
+        sidecar_ready=False,
+        ready=False,
+        ready_since=when,
+        annotations={
+            wire.HASH_ANNOTATION: json.dumps(
+                {
+                    SET: {
+                        "updateTimestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "hash": "bbb",
+                        "sidecarSetName": SET,
+                        "sidecarList": [SIDECAR],
+                    }
+                }
+            )
+        },
+    )
+
+
 def updated_pod(name: str, **kwargs: object) -> PodView:
     """Updated to `bbb` and running v2."""
     defaults: dict[str, object] = {"pod_hash": "bbb", "spec_image": V2, "recorded_image_id": V1_ID}

@@ -14,7 +14,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -138,6 +138,7 @@ def explain(
     now: datetime,
     *,
     warnings: Sequence[str] = (),
+    failing_after: timedelta = status.DEFAULT_FAILING_AFTER,
 ) -> Explanation:
     """Plan the next round as the reconciler does and explain every pod's part in it.
 
@@ -158,6 +159,7 @@ def explain(
         collision_count=decision.collision_count,
         now=now,
         previous_conditions=ss.status.conditions,
+        failing_after=failing_after,
     )
     state, message = summary(msgspec.to_builtins(computed.conditions))
     matched = rollout.matched_pods(ss, pods)
@@ -579,7 +581,12 @@ async def _namespace_labels(cluster: Cluster) -> dict[str, dict[str, str]]:
     return {str(ns["metadata"]["name"]): dict(ns["metadata"].get("labels") or {}) for ns in listed}
 
 
-async def gather_and_explain(cluster: Cluster, name: str, operator_namespace: str) -> Explanation:
+async def gather_and_explain(
+    cluster: Cluster,
+    name: str,
+    operator_namespace: str,
+    failing_after: timedelta = status.DEFAULT_FAILING_AFTER,
+) -> Explanation:
     raw = await cluster.sidecarset(name)
     try:
         sidecarset = model.parse_sidecarset(raw)
@@ -591,7 +598,14 @@ async def gather_and_explain(cluster: Cluster, name: str, operator_namespace: st
     labels = await _namespace_labels(cluster) if sidecarset.spec.namespace_selector else {}
     stored, warnings = await _revisions(cluster, name, operator_namespace)
     scoped = await scope_pods(sidecarset, pods, labels, cluster)
-    return explain(sidecarset, scoped, stored, datetime.now(UTC), warnings=warnings)
+    return explain(
+        sidecarset,
+        scoped,
+        stored,
+        datetime.now(UTC),
+        warnings=warnings,
+        failing_after=failing_after,
+    )
 
 
 def plan(
@@ -601,6 +615,14 @@ def plan(
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     output: OutputOption = None,
+    failing_after: Annotated[
+        float,
+        typer.Option(
+            help="Seconds an updated pod may stay unavailable before the rollout counts as "
+            "Stalled: give the operator's own --failing-after, so both judge alike.",
+            min=0,
+        ),
+    ] = status.DEFAULT_FAILING_AFTER.total_seconds(),
 ) -> None:
     """Show what the controller's next rollout round would do, and why, for every pod.
 
@@ -621,7 +643,9 @@ def plan(
 
     async def main() -> Explanation:
         async with connect(target) as cluster:
-            return await gather_and_explain(cluster, name, operator_namespace)
+            return await gather_and_explain(
+                cluster, name, operator_namespace, timedelta(seconds=failing_after)
+            )
 
     expl = asyncio.run(main())
     if target.output is Output.TABLE:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from sidecarset.cli import plan
 from sidecarset.core import wire
 from sidecarset.core.podview import PodKey, PodView
-from tests.unit.podbuilders import NOW, V1, V2, make_pod, make_sidecarset
+from tests.unit.podbuilders import NOW, V1, V2, failing_pod, make_pod, make_sidecarset
 
 
 def explain(
@@ -143,3 +144,12 @@ def test_selectors_print_as_kubectl_spells_them() -> None:
 
 def test_pod_keys_render_as_namespace_slash_name() -> None:
     assert str(PodKey("ns", "p")) == "ns/p"
+
+
+def test_the_failing_threshold_is_the_one_given() -> None:
+    pods = [failing_pod("broken", since=NOW - timedelta(minutes=10)), *outdated(2)]
+    ss = make_sidecarset(strategy={"maxUnavailable": 1})
+    default = plan.explain(ss, plan.Scope(pods=pods), [], NOW)
+    patient = plan.explain(ss, plan.Scope(pods=pods), [], NOW, failing_after=timedelta(hours=1))
+    assert default.message.startswith("updated pods not ready for over 5m0s: default/broken")
+    assert "not ready for over" not in patient.message

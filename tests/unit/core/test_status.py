@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from sidecarset.core import rollout, status, wire
@@ -10,8 +9,7 @@ from sidecarset.core.model import Condition, SidecarSet, SidecarSetStatus
 from sidecarset.core.podview import PodView
 from tests.unit.podbuilders import (
     NOW,
-    SET,
-    SIDECAR,
+    failing_pod,
     hot_pod,
     hot_sidecarset,
     kruise_factory_pods,
@@ -144,30 +142,8 @@ def test_only_not_upgradable_pods_left_stalls_the_rollout() -> None:
     assert "spec.containers" in conditions["Stalled"].message
 
 
-def _failing_pod(name: str) -> PodView:
-    stamp = LONG_AGO.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return updating_pod(
-        name,
-        sidecar_ready=False,
-        ready=False,
-        ready_since=LONG_AGO,
-        annotations={
-            wire.HASH_ANNOTATION: json.dumps(
-                {
-                    SET: {
-                        "updateTimestamp": stamp,
-                        "hash": "bbb",
-                        "sidecarSetName": SET,
-                        "sidecarList": [SIDECAR],
-                    }
-                }
-            )
-        },
-    )
-
-
 def test_updated_pods_that_stay_unready_with_the_budget_spent_stall_the_rollout() -> None:
-    pods = [_failing_pod("broken")] + [outdated_pod(f"pod-{i}") for i in range(3)]
+    pods = [failing_pod("broken")] + [outdated_pod(f"pod-{i}") for i in range(3)]
     result = _status(pods)
     conditions = {c.type: c for c in result.conditions}
     stalled = conditions["Stalled"]
@@ -184,7 +160,7 @@ def test_recently_updated_unready_pods_are_waited_for_not_called_failing() -> No
 
 
 def test_failing_messages_name_three_example_pods_and_count_the_rest() -> None:
-    pods = [_failing_pod(f"broken-{i}") for i in range(5)]
+    pods = [failing_pod(f"broken-{i}") for i in range(5)]
     sidecarset = make_sidecarset(strategy={"maxUnavailable": 5})
     stalled = next(c for c in _status(pods, sidecarset).conditions if c.type == "Stalled")
     assert "default/broken-0, default/broken-1, default/broken-2 (+2 more)" in stalled.message
