@@ -149,13 +149,8 @@ class Scrape:
         return sum(v for (n, ls), v in self.samples.items() if n == name and want <= ls)
 
     def by_label(self, name: str, label: str, /, **labels: str) -> dict[str, float]:
-        want = set(labels.items())
-        out: dict[str, float] = {}
-        for (n, ls), v in self.samples.items():
-            if n == name and want <= ls:
-                key = dict(ls).get(label, "")
-                out[key] = out.get(key, 0.0) + v
-        return out
+        """Sum of `name` grouped by the value of `label`."""
+        return self.by_labels(name, (label,), **labels)
 
     def by_labels(self, name: str, keys: Sequence[str], /, **labels: str) -> dict[str, float]:
         """Sum of `name` grouped by the values of `keys`, joined with ' '."""

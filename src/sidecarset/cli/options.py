@@ -23,6 +23,7 @@ class Output(StrEnum):
     YAML = "yaml"
 
 
+SidecarSetArgument = Annotated[str, typer.Argument(help="The SidecarSet.", show_default=False)]
 KubeconfigOption = Annotated[
     str | None,
     typer.Option(

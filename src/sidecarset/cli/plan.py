@@ -33,6 +33,7 @@ from sidecarset.cli.options import (
     OperatorNamespaceOption,
     Output,
     OutputOption,
+    SidecarSetArgument,
     resolve,
 )
 from sidecarset.cli.status import summary
@@ -162,8 +163,7 @@ def explain(
         failing_after=failing_after,
     )
     state, message = summary(msgspec.to_builtins(computed.conditions))
-    matched = rollout.matched_pods(ss, pods)
-    by_key = {pod.key: pod for pod in matched}
+    by_key = {key: pod for key, pod, _ in plan.matched}
 
     decisions = [
         PodDecision(
@@ -190,7 +190,7 @@ def explain(
             )
         )
 
-    counted = {pod.key for pod in matched}
+    counted = by_key.keys()
     not_counted = tuple(
         _not_counted(pod) for pod in sorted(pods, key=lambda p: p.key) if pod.key not in counted
     )
@@ -610,7 +610,7 @@ async def gather_and_explain(
 
 def plan(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The SidecarSet.", show_default=False)],
+    name: SidecarSetArgument,
     operator_namespace: OperatorNamespaceOption = OPERATOR_NAMESPACE,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,

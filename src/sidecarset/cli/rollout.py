@@ -28,6 +28,7 @@ from sidecarset.cli.options import (
     OperatorNamespaceOption,
     Output,
     OutputOption,
+    SidecarSetArgument,
     Target,
     resolve,
 )
@@ -85,7 +86,7 @@ def _pause_command(ctx: typer.Context, name: str, target: Target, *, paused: boo
 
 def pause(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The SidecarSet.", show_default=False)],
+    name: SidecarSetArgument,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     output: OutputOption = None,
@@ -105,7 +106,7 @@ def pause(
 
 def resume(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The SidecarSet.", show_default=False)],
+    name: SidecarSetArgument,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     output: OutputOption = None,
@@ -217,7 +218,7 @@ async def _load(
 
 def history(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The SidecarSet.", show_default=False)],
+    name: SidecarSetArgument,
     operator_namespace: OperatorNamespaceOption = OPERATOR_NAMESPACE,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
@@ -329,7 +330,7 @@ def spec_changes(live_spec: Mapping[str, Any], restored: Mapping[str, Any]) -> l
 
 def rollback(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The SidecarSet.", show_default=False)],
+    name: SidecarSetArgument,
     to_revision: Annotated[
         int | None,
         typer.Option(

@@ -185,10 +185,7 @@ def _data(value: object, what: str) -> bytes:
 
 def _server_trust(cluster: Mapping[str, Any], base: Path) -> ssl.SSLContext:
     if cluster.get("insecure-skip-tls-verify"):
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+        return _unverified()
     try:
         if cluster.get("certificate-authority-data"):
             pem = _data(cluster["certificate-authority-data"], "certificate-authority-data")
@@ -202,6 +199,14 @@ def _server_trust(cluster: Mapping[str, Any], base: Path) -> ssl.SSLContext:
             f"the cluster's certificate authority cannot be read: {err}"
         ) from err
     return ssl.create_default_context()
+
+
+def _unverified() -> ssl.SSLContext:
+    """For `insecure-skip-tls-verify: true`, as the kubeconfig asks."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _client_certificate(context: ssl.SSLContext, user: Mapping[str, Any], base: Path) -> None:
@@ -260,9 +265,7 @@ async def _from_plugin(path: str | None, context: str) -> Credentials:
     if config.verify_ssl:
         ssl_context = ssl.create_default_context(cafile=config.ssl_ca_cert)
     else:
-        ssl_context = ssl.create_default_context()
-        ssl_context.check_hostname = False
-        ssl_context.verify_mode = ssl.CERT_NONE
+        ssl_context = _unverified()
     if config.cert_file and config.key_file:
         ssl_context.load_cert_chain(config.cert_file, config.key_file)
 
