@@ -8,6 +8,7 @@ test fails with the reason; none is skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -25,6 +26,7 @@ from sidecarset.devcluster.controlplane import ControlPlane
 from sidecarset.devcluster.process import tail
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
+from tests.integration import kubeobjects as k
 from tests.integration.waiting import wait_for
 
 SIM_NODES = 3
@@ -111,14 +113,13 @@ async def kube(control_plane: ControlPlane) -> AsyncIterator[KubeClient]:
         yield client
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def namespace(kube: KubeClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
-    """A fresh namespace, with its `default` ServiceAccount present; deleted afterwards."""
-    stem = request.node.name.lower().replace("_", "-")[:40].strip("-")
-    name = f"{stem}-{uuid.uuid4().hex[:5]}"
+@contextlib.asynccontextmanager
+async def temporary_namespace(
+    kube: KubeClient, name: str, labels: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """Namespace `name`, once its `default` ServiceAccount exists; deleted on the way out."""
     await kube.create(
-        resource_path("v1", "namespaces"),
-        {"metadata": {"name": name, "labels": {"sidecarset-test": "true"}}},
+        resource_path("v1", "namespaces"), {"metadata": {"name": name, "labels": labels or {}}}
     )
     await wait_for(
         lambda: kube.get(resource_path("v1", "serviceaccounts", namespace=name, name="default")),
@@ -126,11 +127,28 @@ async def namespace(kube: KubeClient, request: pytest.FixtureRequest) -> AsyncIt
         timeout=30,
         what=f"default ServiceAccount in {name}",
     )
-    yield name
     try:
-        await kube.delete(resource_path("v1", "namespaces", name=name))
-    except errors.NotFound:
-        pass
+        yield name
+    finally:
+        with contextlib.suppress(errors.NotFound):
+            await kube.delete(resource_path("v1", "namespaces", name=name))
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def namespace(kube: KubeClient, request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A fresh namespace for one test, deleted afterwards."""
+    stem = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:5]}"
+    async with temporary_namespace(kube, name, {"sidecarset-test": "true"}) as created:
+        yield created
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sidecarsets(kube: KubeClient) -> AsyncIterator[k.SidecarSets]:
+    """Create SidecarSets for one test; every one is deleted afterwards."""
+    created = k.SidecarSets(kube)
+    yield created
+    await created.delete_all()
 
 
 def deployment(

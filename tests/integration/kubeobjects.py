@@ -9,10 +9,13 @@ from typing import Any
 import yaml
 
 from sidecarset.shell.kube import errors
-from sidecarset.shell.kube.client import KubeClient, resource_path
+from sidecarset.shell.kube.client import JSON_PATCH, KubeClient, resource_path
+from tests.integration.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SIDECARSETS = resource_path("apps.kruise.io/v1alpha1", "sidecarsets")
+OLD = "docker.elastic.co/beats/filebeat:7.16.2"
+NEW = "docker.elastic.co/beats/filebeat:7.16.3"
 
 _PLURALS = {
     "ConfigMap": ("v1", "configmaps"),
@@ -44,11 +47,83 @@ def scoped(sidecarset: dict[str, Any], namespace: str, name: str | None = None) 
     return scoped_copy
 
 
+def sidecarset(
+    name: str,
+    namespace: str | None,
+    pod_selector: dict[str, str] | None = None,
+    *,
+    container: str = "filebeat",
+    image: str = OLD,
+    **strategy: Any,
+) -> dict[str, Any]:
+    """A one-sidecar SidecarSet selecting `pod_selector` (default `inject=filebeat`) in
+    `namespace` only (None: every namespace), with `strategy` as its updateStrategy."""
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": pod_selector or {"inject": "filebeat"}},
+        "containers": [{"name": container, "image": image}],
+        "updateStrategy": strategy,
+    }
+    if namespace is not None:
+        spec["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+    return {
+        "apiVersion": "apps.kruise.io/v1alpha1",
+        "kind": "SidecarSet",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def pod(name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """An nginx pod labelled `inject=filebeat` (and `labels`)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"inject": "filebeat", **(labels or {})}},
+        "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
+    }
+
+
+async def set_image(
+    kube: KubeClient, name: str, image: str, *, field: str = "containers", index: int = 0
+) -> None:
+    """Change only one sidecar's image (a merge patch would replace the whole list)."""
+    await kube.patch(
+        resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=name),
+        [{"op": "replace", "path": f"/spec/{field}/{index}/image", "value": image}],
+        content_type=JSON_PATCH,
+    )
+
+
+async def patch_strategy(kube: KubeClient, name: str, **strategy: Any) -> None:
+    await kube.patch(
+        resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=name),
+        {"spec": {"updateStrategy": strategy}},
+    )
+
+
 async def delete_sidecarset(kube: KubeClient, name: str) -> None:
     try:
         await kube.delete(resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=name))
     except errors.NotFound:
         pass
+
+
+class SidecarSets:
+    """The SidecarSets one test creates; `delete_all` removes them afterwards (they are
+    cluster-scoped: deleting the test's namespace leaves them behind)."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+        self.names: list[str] = []
+
+    async def create(self, body: dict[str, Any]) -> str:
+        await create(self.kube, body)
+        self.names.append(body["metadata"]["name"])
+        return str(body["metadata"]["name"])
+
+    async def delete_all(self) -> None:
+        for name in self.names:
+            await delete_sidecarset(self.kube, name)
 
 
 async def get_sidecarset(kube: KubeClient, name: str) -> dict[str, Any]:
@@ -74,3 +149,27 @@ def container(pod: dict[str, Any], name: str) -> dict[str, Any]:
 
 def container_status(pod: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in pod["status"]["containerStatuses"] if s["name"] == name)
+
+
+async def ready_pods(
+    kube: KubeClient, namespace: str, count: int, *, timeout: float = 120.0
+) -> list[dict[str, Any]]:
+    """The namespace's pods once there are exactly `count`, all Ready."""
+    return await wait_for(
+        lambda: pods(kube, namespace),
+        lambda ps: len(ps) == count and all(is_ready(p) for p in ps),
+        timeout=timeout,
+        what=f"{count} ready pods",
+    )
+
+
+async def create_ready(kube: KubeClient, namespace: str, *bodies: dict[str, Any]) -> list[Any]:
+    """Create the pods in `namespace` (its only pods) and wait until all are Ready."""
+    for body in bodies:
+        await create(kube, body, namespace)
+    return await ready_pods(kube, namespace, len(bodies))
+
+
+def images(pods_: list[dict[str, Any]], name: str = "filebeat") -> dict[str, str]:
+    """Each pod's spec image of container `name`, by pod name."""
+    return {p["metadata"]["name"]: container(p, name)["image"] for p in pods_}

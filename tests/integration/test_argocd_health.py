@@ -9,44 +9,20 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from sidecarset.shell.kube.client import JSON_PATCH, KubeClient, resource_path
+from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration import kubeobjects as k
 from tests.integration.waiting import wait_for
 from tests.luahealth import OURS, LuaHealthError, article_script, health
 
 pytestmark = pytest.mark.usefixtures("operator")
 
-OLD, NEW = "docker.elastic.co/beats/filebeat:7.16.2", "docker.elastic.co/beats/filebeat:7.16.3"
-
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def rolling_set(kube: KubeClient, namespace: str) -> AsyncIterator[str]:
     name = f"argo-{namespace[-5:]}"
-    await k.create(
-        kube,
-        {
-            "apiVersion": "apps.kruise.io/v1alpha1",
-            "kind": "SidecarSet",
-            "metadata": {"name": name},
-            "spec": {
-                "selector": {"matchLabels": {"inject": "filebeat"}},
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                "containers": [{"name": "filebeat", "image": OLD}],
-                "updateStrategy": {"maxUnavailable": 1},
-            },
-        },
-    )
+    await k.create(kube, k.sidecarset(name, namespace, maxUnavailable=1))
     for i in range(6):
-        await k.create(
-            kube,
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": f"p{i}", "labels": {"inject": "filebeat"}},
-                "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
-            },
-            namespace,
-        )
+        await k.create(kube, k.pod(f"p{i}"), namespace)
     await wait_for(
         lambda: k.get_sidecarset(kube, name),
         lambda ss: ss.get("status", {}).get("updatedReadyPods") == 6,
@@ -60,12 +36,7 @@ async def rolling_set(kube: KubeClient, namespace: str) -> AsyncIterator[str]:
 async def test_the_shipped_check_follows_a_rollout(kube: KubeClient, rolling_set: str) -> None:
     script = OURS.read_text()
     assert health(script, await k.get_sidecarset(kube, rolling_set))["status"] == "Healthy"
-    path = resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=rolling_set)
-    await kube.patch(
-        path,
-        [{"op": "replace", "path": "/spec/containers/0/image", "value": NEW}],
-        content_type=JSON_PATCH,
-    )
+    await k.set_image(kube, rolling_set, k.NEW)
     seen: list[str] = []
     for _ in range(1200):
         obj = await k.get_sidecarset(kube, rolling_set)

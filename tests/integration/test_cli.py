@@ -11,24 +11,22 @@ import copy
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-import pytest_asyncio
 import yaml
 
 from sidecarset.core import wire
 from sidecarset.devcluster.controlplane import ControlPlane
-from sidecarset.shell.kube.client import JSON_PATCH, KubeClient, resource_path
+from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration import kubeobjects as k
+from tests.integration.kubeobjects import NEW, OLD, pod, set_image, sidecarset
 from tests.integration.waiting import wait_for
 
 pytestmark = pytest.mark.usefixtures("operator")
 
-OLD = "docker.elastic.co/beats/filebeat:7.16.2"
-NEW = "docker.elastic.co/beats/filebeat:7.16.3"
+
 BROKEN = "docker.elastic.co/beats/filebeat:broken"  # the simulator never makes it ready
 LOGGING = k.ROOT / "examples" / "logging"
 
@@ -70,50 +68,6 @@ async def run_cli(
     return Outcome(proc.returncode, out.decode(), err.decode())
 
 
-def sidecarset(name: str, namespace: str, image: str = OLD, **strategy: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps.kruise.io/v1alpha1",
-        "kind": "SidecarSet",
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"matchLabels": {"inject": "filebeat"}},
-            "namespaceSelector": {"matchLabels": {wire.NAMESPACE_NAME_LABEL: namespace}},
-            "containers": [{"name": "filebeat", "image": image}],
-            "updateStrategy": strategy,
-        },
-    }
-
-
-def pod(name: str, **labels: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"inject": "filebeat", **labels}},
-        "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
-    }
-
-
-async def set_image(kube: KubeClient, name: str, image: str) -> None:
-    await kube.patch(
-        resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=name),
-        [{"op": "replace", "path": "/spec/containers/0/image", "value": image}],
-        content_type=JSON_PATCH,
-    )
-
-
-async def ready_pods(kube: KubeClient, namespace: str, count: int) -> list[dict[str, Any]]:
-    return await wait_for(
-        lambda: k.pods(kube, namespace),
-        lambda ps: len(ps) == count and all(k.is_ready(p) for p in ps),
-        timeout=120,
-        what=f"{count} ready pods",
-    )
-
-
-def filebeat_images(pods: list[dict[str, Any]]) -> dict[str, str]:
-    return {p["metadata"]["name"]: k.container(p, "filebeat")["image"] for p in pods}
-
-
 async def settled_status(kube: KubeClient, name: str, **counts: int) -> dict[str, Any]:
     """The SidecarSet once its status is of the current generation and shows `counts`."""
 
@@ -129,34 +83,27 @@ async def settled_status(kube: KubeClient, name: str, **counts: int) -> dict[str
 
 
 class Cluster:
-    """The test's SidecarSets (deleted afterwards) and the CLI pointed at the cluster."""
+    """The test's namespace, its SidecarSets (deleted afterwards) and the CLI pointed at the
+    cluster."""
 
-    def __init__(self, kube: KubeClient, plane: ControlPlane, namespace: str) -> None:
+    def __init__(
+        self, kube: KubeClient, plane: ControlPlane, namespace: str, sidecarsets: k.SidecarSets
+    ) -> None:
         self.kube, self.plane, self.namespace = kube, plane, namespace
-        self.created: list[str] = []
-
-    async def sidecarset(self, body: dict[str, Any]) -> str:
-        await k.create(self.kube, body)
-        self.created.append(body["metadata"]["name"])
-        return str(body["metadata"]["name"])
+        self.sidecarset = sidecarsets.create
 
     async def pods(self, *pods: dict[str, Any]) -> list[dict[str, Any]]:
-        for p in pods:
-            await k.create(self.kube, p, self.namespace)
-        return await ready_pods(self.kube, self.namespace, len(pods))
+        return await k.create_ready(self.kube, self.namespace, *pods)
 
     async def cli(self, *args: str, **kwargs: Any) -> Outcome:
         return await run_cli(self.plane, *args, **kwargs)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def cluster(
-    kube: KubeClient, control_plane: ControlPlane, namespace: str
-) -> AsyncIterator[Cluster]:
-    c = Cluster(kube, control_plane, namespace)
-    yield c
-    for name in c.created:
-        await k.delete_sidecarset(kube, name)
+@pytest.fixture
+def cluster(
+    kube: KubeClient, control_plane: ControlPlane, namespace: str, sidecarsets: k.SidecarSets
+) -> Cluster:
+    return Cluster(kube, control_plane, namespace, sidecarsets)
 
 
 # --- inject -----------------------------------------------------------------------------------
@@ -224,7 +171,7 @@ async def test_offline_injection_is_identical_to_what_the_webhook_injects(
     from_cluster = await cluster.cli(
         "inject", "-f", str(tmp_path / "deployment.yaml"), "-n", ns, "--from-cluster", "-o", "json"
     )
-    [live] = await ready_pods(kube, ns, 1)
+    [live] = await k.ready_pods(kube, ns, 1)
     stored = await k.get_sidecarset(kube, name)
 
     for result in (from_files, from_cluster):
@@ -262,7 +209,7 @@ async def test_a_pod_created_from_an_injected_manifest_is_not_injected_twice(
     injected = result.json()
     assert [c["name"] for c in injected["spec"]["containers"]] == ["filebeat", "app"]
     await k.create(kube, injected, ns)
-    [live] = await ready_pods(kube, ns, 1)
+    [live] = await k.ready_pods(kube, ns, 1)
     assert [c["name"] for c in live["spec"]["containers"]] == ["filebeat", "app"]
     assert (
         live["metadata"]["annotations"][wire.HASH_ANNOTATION]
@@ -284,16 +231,14 @@ async def test_plan_lists_the_pods_a_partition_holds_back(
     await settled_status(kube, name, matchedPods=5, updatedPods=5)
     await set_image(kube, name, NEW)
     await settled_status(kube, name, matchedPods=5, updatedPods=3, updatedReadyPods=3)
-    pods = await ready_pods(kube, ns, 5)
-    kept = {n for n, image in filebeat_images(pods).items() if image == OLD}
+    pods = await k.ready_pods(kube, ns, 5)
+    kept = {n for n, image in k.images(pods).items() if image == OLD}
     assert len(kept) == 2
 
     planned = (await cluster.cli("plan", name, "-o", "json")).json()
     held = {h["pod"]: h["reason"] for h in planned["held"]}
     assert planned["update"] == []
-    assert held == {
-        f"{ns}/{p}": "partition" if p in kept else "updated" for p in filebeat_images(pods)
-    }
+    assert held == {f"{ns}/{p}": "partition" if p in kept else "updated" for p in k.images(pods)}
     assert planned["budget"]["partition"] == 2
     assert planned["missedInjection"] == []
 
@@ -309,9 +254,9 @@ async def test_plan_holds_pods_outside_the_canary_selector_and_finds_missed_inje
 ) -> None:
     ns = cluster.namespace
     name = await cluster.sidecarset(sidecarset(f"canary-{ns[-5:]}", ns))
-    await cluster.pods(pod("canary", canary="true"), pod("p2"), pod("p3"))
-    await k.create(kube, pod("optout", **{wire.INJECT_OPT_OUT: "false"}), ns)
-    await ready_pods(kube, ns, 4)
+    await cluster.pods(pod("canary", {"canary": "true"}), pod("p2"), pod("p3"))
+    await k.create(kube, pod("optout", {wire.INJECT_OPT_OUT: "false"}), ns)
+    await k.ready_pods(kube, ns, 4)
     await kube.patch(
         resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=name),
         {"spec": {"updateStrategy": {"selector": {"matchLabels": {"canary": "true"}}}}},
@@ -417,7 +362,7 @@ async def test_pause_resume_history_and_rollback_round_trip(
     assert (await k.get_sidecarset(kube, name))["spec"]["updateStrategy"]["paused"] is False
     await wait_for(
         lambda: k.pods(kube, ns),
-        lambda ps: set(filebeat_images(ps).values()) == {NEW},
+        lambda ps: set(k.images(ps).values()) == {NEW},
         timeout=120,
         what="both pods on the new sidecar",
     )
@@ -463,7 +408,7 @@ async def test_pods_follow_a_rollback_in_place(kube: KubeClient, cluster: Cluste
     await set_image(kube, name, NEW)
     await wait_for(
         lambda: k.pods(kube, ns),
-        lambda ps: set(filebeat_images(ps).values()) == {NEW},
+        lambda ps: set(k.images(ps).values()) == {NEW},
         timeout=60,
         what="the pod on the new sidecar",
     )
@@ -476,7 +421,7 @@ async def test_pods_follow_a_rollback_in_place(kube: KubeClient, cluster: Cluste
     assert (await cluster.cli("rollback", name)).code == 0
     [after] = await wait_for(
         lambda: k.pods(kube, ns),
-        lambda ps: set(filebeat_images(ps).values()) == {OLD},
+        lambda ps: set(k.images(ps).values()) == {OLD},
         timeout=90,
         what="the pod back on the old sidecar",
     )

@@ -39,11 +39,9 @@ from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import JSON_PATCH, KubeClient, resource_path
 from tests.integration import chart
 from tests.integration import kubeobjects as k
-from tests.integration.conftest import OperatorHandle
+from tests.integration.conftest import OperatorHandle, temporary_namespace
 from tests.integration.waiting import wait_for
 
-OLD = "docker.elastic.co/beats/filebeat:7.16.2"
-NEW = "docker.elastic.co/beats/filebeat:7.16.3"
 # What helm would install before the operator runs: its identity and the (empty) webhook
 # configurations it fills in.
 INSTALLED_KINDS = (
@@ -158,17 +156,8 @@ async def chart_identity(
 @pytest_asyncio.fixture(loop_scope="session")
 async def apps(kube: KubeClient, namespace: str) -> AsyncIterator[str]:
     """A workload namespace (the release namespace itself is never injected)."""
-    name = f"{namespace}-apps"[:63]
-    await kube.create(resource_path("v1", "namespaces"), {"metadata": {"name": name}})
-    await wait_for(
-        lambda: kube.get(resource_path("v1", "serviceaccounts", namespace=name, name="default")),
-        lambda _sa: True,
-        timeout=30,
-        what=f"default ServiceAccount in {name}",
-    )
-    yield name
-    with contextlib.suppress(errors.NotFound):
-        await kube.delete(resource_path("v1", "namespaces", name=name))
+    async with temporary_namespace(kube, f"{namespace}-apps"[:63]) as name:
+        yield name
 
 
 class OperatorProcess:
@@ -257,27 +246,6 @@ def operator_as(tmp_path: Path) -> Iterator[Callable[[Identity], OperatorProcess
         process.stop()
 
 
-def sidecarset(name: str, namespace: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps.kruise.io/v1alpha1",
-        "kind": "SidecarSet",
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"matchLabels": {"inject": "filebeat"}},
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            "containers": [{"name": "filebeat", "image": OLD}],
-        },
-    }
-
-
-APP_POD = {
-    "apiVersion": "v1",
-    "kind": "Pod",
-    "metadata": {"name": "app", "labels": {"inject": "filebeat"}},
-    "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
-}
-
-
 async def test_the_operator_does_its_whole_job_with_only_the_charts_permissions(
     kube: KubeClient,
     chart_identity: Install,
@@ -288,23 +256,21 @@ async def test_the_operator_does_its_whole_job_with_only_the_charts_permissions(
     operator = operator_as(identity)
     await operator.ready()
     name = f"rbac-{apps}"[:63]
-    await k.create(kube, sidecarset(name, apps))  # both webhooks answer (whitelist ConfigMap read)
+    await k.create(
+        kube, k.sidecarset(name, apps)
+    )  # both webhooks answer (whitelist ConfigMap read)
     try:
-        await k.create(kube, APP_POD, apps)
+        await k.create(kube, k.pod("app"), apps)
         pod_path = resource_path("v1", "pods", namespace=apps, name="app")
         injected = await kube.get(pod_path)
         assert [c["name"] for c in injected["spec"]["containers"]] == ["filebeat", "app"]
         await wait_for(lambda: kube.get(pod_path), k.is_ready, timeout=60, what="pod ready")
 
-        await kube.patch(
-            resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=name),
-            [{"op": "replace", "path": "/spec/containers/0/image", "value": NEW}],
-            content_type=JSON_PATCH,
-        )
+        await k.set_image(kube, name, k.NEW)
 
         def upgraded(pod: dict[str, Any]) -> bool:
             status = k.container_status(pod, "filebeat")
-            return status["image"] == NEW and status["ready"] and k.is_ready(pod)
+            return status["image"] == k.NEW and status["ready"] and k.is_ready(pod)
 
         pod = await wait_for(lambda: kube.get(pod_path), upgraded, timeout=90, what="in place")
         assert pod["metadata"]["uid"] == injected["metadata"]["uid"]

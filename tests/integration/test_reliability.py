@@ -53,7 +53,7 @@ from sidecarset.devcluster.controlplane import (
 )
 from sidecarset.shell import admission, httpserver, pki
 from sidecarset.shell.kube import errors
-from sidecarset.shell.kube.client import JSON_PATCH, KubeClient, resource_path
+from sidecarset.shell.kube.client import KubeClient, resource_path
 from sidecarset.shell.store import Store
 from tests.fixtures.admission_reviews import (
     POD,
@@ -65,6 +65,7 @@ from tests.fixtures.admission_reviews import (
 )
 from tests.integration import kubeobjects as k
 from tests.integration.conftest import OPERATOR_ARGS, deployment
+from tests.integration.kubeobjects import NEW, OLD, patch_strategy, set_image, sidecarset
 from tests.integration.waiting import wait_for
 from tests.integration.watcher import Pod, sidecar_disrupted, watching
 
@@ -73,8 +74,6 @@ RETRY_SECONDS = LEASE_SECONDS * 2 / 15  # what --lease-duration derives, as clie
 TUNED_ARGS = (*OPERATOR_ARGS, "--lease-duration", str(LEASE_SECONDS))
 
 SIDECAR = "filebeat"
-OLD = "docker.elastic.co/beats/filebeat:7.16.2"
-NEW = "docker.elastic.co/beats/filebeat:7.16.3"
 NEWER = "docker.elastic.co/beats/filebeat:7.17.0"
 AGENT = "logagent"
 AGENT_OLD = "docker.io/fluent/fluent-bit:3.0.7"
@@ -261,30 +260,6 @@ def holder_pid(identity: str) -> int | None:
 # --- objects and pod checks --------------------------------------------------------------------
 
 
-def sidecarset(
-    name: str,
-    namespace: str | None,
-    selector: dict[str, str],
-    *,
-    container: str = SIDECAR,
-    image: str = OLD,
-    **strategy: Any,
-) -> dict[str, Any]:
-    spec: dict[str, Any] = {
-        "selector": {"matchLabels": selector},
-        "containers": [{"name": container, "image": image}],
-        "updateStrategy": strategy,
-    }
-    if namespace is not None:
-        spec["namespaceSelector"] = {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-    return {
-        "apiVersion": SIDECARSETS_API,
-        "kind": "SidecarSet",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
 def bare_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -296,18 +271,6 @@ def bare_pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
 
 def sidecarset_path(name: str, subresource: str | None = None) -> str:
     return resource_path(SIDECARSETS_API, "sidecarsets", name=name, subresource=subresource)
-
-
-async def set_image(kube: KubeClient, name: str, image: str, index: int = 0) -> None:
-    await kube.patch(
-        sidecarset_path(name),
-        [{"op": "replace", "path": f"/spec/containers/{index}/image", "value": image}],
-        content_type=JSON_PATCH,
-    )
-
-
-async def patch_strategy(kube: KubeClient, name: str, **strategy: Any) -> None:
-    await kube.patch(sidecarset_path(name), {"spec": {"updateStrategy": strategy}})
 
 
 def container_names(pod: Pod) -> list[str]:
@@ -374,10 +337,6 @@ async def all_pods(
     )
 
 
-async def ready_pods(kube: KubeClient, namespace: str, count: int) -> list[Pod]:
-    return await all_pods(kube, namespace, count, k.is_ready, what=f"{count} ready pods")
-
-
 def assert_not_restarted(pods: list[Pod], before: list[Pod]) -> None:
     """Same pods (UIDs), app containers never restarted."""
     assert {p["metadata"]["uid"] for p in pods} == {p["metadata"]["uid"] for p in before}
@@ -413,25 +372,12 @@ def max_per_group(
     )
 
 
-class SidecarSets:
-    """SidecarSets created by one test, deleted after it (they are cluster-scoped)."""
-
-    def __init__(self, kube: KubeClient) -> None:
-        self.kube = kube
-        self.names: list[str] = []
-
-    async def create(self, body: dict[str, Any]) -> str:
-        await k.create(self.kube, body)
-        self.names.append(body["metadata"]["name"])
-        return str(body["metadata"]["name"])
-
-
 @pytest_asyncio.fixture(loop_scope="session")
-async def sidecarsets(kube: KubeClient, tuned: Replica) -> AsyncIterator[SidecarSets]:
-    created = SidecarSets(kube)
+async def sidecarsets(kube: KubeClient, tuned: Replica) -> AsyncIterator[k.SidecarSets]:
+    """conftest's fixture, ordered to be torn down while this module's operator still runs."""
+    created = k.SidecarSets(kube)
     yield created
-    for name in created.names:
-        await k.delete_sidecarset(kube, name)
+    await created.delete_all()
 
 
 def ok_run(seed: int) -> str:
@@ -449,7 +395,7 @@ PARTITIONED = ("g1", "g3")
 
 @pytest.mark.parametrize("seed", [11, 23], ids=ok_run)
 async def test_rollouts_finish_within_budget_and_partition_while_the_operator_is_sigkilled(
-    kube: KubeClient, namespace: str, sidecarsets: SidecarSets, tuned: Replica, seed: int
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets, tuned: Replica, seed: int
 ) -> None:
     rng = random.Random(seed)
     groups = [f"g{i}" for i in range(ROLLOUTS_PER_RUN)]
@@ -571,7 +517,7 @@ async def compact_past_everyone(control_plane: ControlPlane) -> int:
 async def test_a_rollout_survives_an_apiserver_restart_and_410_gone_on_every_watch(
     kube: KubeClient,
     namespace: str,
-    sidecarsets: SidecarSets,
+    sidecarsets: k.SidecarSets,
     tuned: Replica,
     control_plane: ControlPlane,
     stop: str,
@@ -633,10 +579,18 @@ async def test_a_rollout_survives_an_apiserver_restart_and_410_gone_on_every_wat
     assert not watcher.recreated
     assert not watcher.deleted
     assert_not_restarted(after, before)
-    relists = await scrape(tuned.probe_port)
-    for resource in ("pods", "sidecarsets", "namespaces", "controllerrevisions"):
-        key = series("sidecarset_informer_relists_total", resource=resource)
-        assert relists.get(key, 0) > relists_before.get(key, 0), (resource, relists.get(key))
+    # Each informer relists when its backoff (up to 30 s, jittered) next lets it reconnect: the
+    # rollout can finish before the last one has, so wait for every count to rise.
+    keys = [
+        series("sidecarset_informer_relists_total", resource=resource)
+        for resource in ("pods", "sidecarsets", "namespaces", "controllerrevisions")
+    ]
+    await wait_for(
+        lambda: scrape(tuned.probe_port),
+        lambda relists: all(relists.get(key, 0) > relists_before.get(key, 0) for key in keys),
+        timeout=60,
+        what="every informer relisting after the 410",
+    )
     with tuned.log.open() as log:
         log.seek(log_offset)
         assert "resourceVersion expired, relisting" in log.read()
@@ -678,7 +632,7 @@ def annotate(key: str, value: str) -> Callable[[dict[str, Any]], None]:
 
 @pytest.mark.parametrize("seed", [5, 9], ids=ok_run)
 async def test_concurrent_writers_lose_no_update_and_nothing_is_injected_twice(
-    kube: KubeClient, namespace: str, sidecarsets: SidecarSets, tuned: Replica, seed: int
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets, tuned: Replica, seed: int
 ) -> None:
     pods = 6
     rng = random.Random(seed)
@@ -870,7 +824,7 @@ def assert_one_active_controller(samples: list[Sample], names: list[str]) -> Non
 async def test_one_of_two_replicas_leads_and_a_sigkilled_leader_is_replaced_within_the_lease(
     kube: KubeClient,
     namespace: str,
-    sidecarsets: SidecarSets,
+    sidecarsets: k.SidecarSets,
     tuned: Replica,
     control_plane: ControlPlane,
 ) -> None:
@@ -964,7 +918,7 @@ def condition(sidecarset_obj: dict[str, Any], kind: str) -> dict[str, Any] | Non
 
 
 async def test_without_the_webhook_pods_follow_the_failure_policy_and_missed_ones_are_reported(
-    kube: KubeClient, namespace: str, sidecarsets: SidecarSets, tuned: Replica
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets, tuned: Replica
 ) -> None:
     tag = namespace[-5:]
     selects = {"reliability-probe": tag}
@@ -1107,7 +1061,7 @@ def assert_answered(sent: dict[str, Any], status: int, body: bytes) -> dict[str,
 async def test_generated_pods_and_sidecarsets_never_get_a_500_and_every_refusal_says_why(
     kube: KubeClient,
     namespace: str,
-    sidecarsets: SidecarSets,
+    sidecarsets: k.SidecarSets,
     tuned: Replica,
     control_plane: ControlPlane,
 ) -> None:
@@ -1305,7 +1259,7 @@ async def test_a_host_level_sidecar_is_refused_naming_the_field_and_the_policy(
 
 
 async def test_the_allow_privileged_sidecars_policy_admits_them(
-    kube: KubeClient, sidecarsets: SidecarSets, tuned: Replica
+    kube: KubeClient, sidecarsets: k.SidecarSets, tuned: Replica
 ) -> None:
     await tuned.stop()
     try:
@@ -1347,7 +1301,7 @@ def patching(name: str, key: str, labels: dict[str, str]) -> dict[str, Any]:
     ],
 )
 async def test_patch_pod_metadata_keys_must_match_an_anchored_whitelist_rule(
-    kube: KubeClient, sidecarsets: SidecarSets, key: str, labels: dict[str, str], admitted: bool
+    kube: KubeClient, sidecarsets: k.SidecarSets, key: str, labels: dict[str, str], admitted: bool
 ) -> None:
     configmaps = resource_path("v1", "configmaps", namespace=OPERATOR_NAMESPACE)
     config = {

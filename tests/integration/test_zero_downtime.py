@@ -11,16 +11,15 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from sidecarset.core import wire
 from sidecarset.shell.kube import errors
-from sidecarset.shell.kube.client import JSON_PATCH, KubeClient, resource_path
+from sidecarset.shell.kube.client import KubeClient
 from tests.integration import kubeobjects as k
 from tests.integration.conftest import OperatorHandle, deployment
 from tests.integration.waiting import wait_for
@@ -94,46 +93,6 @@ def pod(name: str, inject: str, labels: dict[str, str] | None = None) -> dict[st
 def app_deployment(inject: str, replicas: int) -> dict[str, Any]:
     return deployment(
         "app", replicas, [{"name": APP, "image": APP_IMAGE}], labels={"inject": inject}
-    )
-
-
-async def set_image(kube: KubeClient, name: str, field: str, image: str) -> None:
-    """Change only the first sidecar's image in `field` (containers or initContainers)."""
-    await kube.patch(
-        resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=name),
-        [{"op": "replace", "path": f"/spec/{field}/0/image", "value": image}],
-        content_type=JSON_PATCH,
-    )
-
-
-async def patch_strategy(kube: KubeClient, name: str, **strategy: Any) -> None:
-    await kube.patch(
-        resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=name),
-        {"spec": {"updateStrategy": strategy}},
-    )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def sidecarsets(kube: KubeClient) -> AsyncIterator[Callable[[dict[str, Any]], Any]]:
-    """Create SidecarSets for one test; every one is deleted afterwards."""
-    created: list[str] = []
-
-    async def create(body: dict[str, Any]) -> str:
-        await k.create(kube, body)
-        created.append(body["metadata"]["name"])
-        return str(body["metadata"]["name"])
-
-    yield create
-    for name in created:
-        await k.delete_sidecarset(kube, name)
-
-
-async def ready_pods(kube: KubeClient, namespace: str, count: int) -> list[dict[str, Any]]:
-    return await wait_for(
-        lambda: k.pods(kube, namespace),
-        lambda ps: len(ps) == count and all(k.is_ready(p) for p in ps),
-        timeout=120,
-        what=f"{count} ready pods",
     )
 
 
@@ -262,12 +221,14 @@ def env_value_from(container: dict[str, Any], name: str) -> str:
 async def test_a_hot_upgrade_keeps_a_ready_twin_serving_in_every_pod_at_every_moment(
     kube: KubeClient,
     namespace: str,
-    sidecarsets: Callable[[dict[str, Any]], Any],
+    sidecarsets: k.SidecarSets,
     record_property: Callable[[str, object], None],
 ) -> None:
-    name = await sidecarsets(hot_sidecarset("hot-" + namespace[-5:], namespace, maxUnavailable=3))
+    name = await sidecarsets.create(
+        hot_sidecarset("hot-" + namespace[-5:], namespace, maxUnavailable=3)
+    )
     await k.create(kube, app_deployment(PROXY, 10), namespace)
-    before = await ready_pods(kube, namespace, 10)
+    before = await k.ready_pods(kube, namespace, 10)
 
     for p in before:
         annotations = p["metadata"]["annotations"]
@@ -290,7 +251,7 @@ async def test_a_hot_upgrade_keeps_a_ready_twin_serving_in_every_pod_at_every_mo
     invariants = {"a ready twin runs a real image": has_a_serving_twin, "app": app_never_restarted}
     readiness = ReadinessLog(hot_upgrade_disrupted)
     async with watching(kube, namespace, readiness, invariants) as watcher:
-        await set_image(kube, name, "containers", V2)
+        await k.set_image(kube, name, V2)
         await wait_for(
             watcher.snapshot,
             lambda ps: len(ps) == 10 and all(hot_upgraded(p) for p in ps.values()),
@@ -299,11 +260,7 @@ async def test_a_hot_upgrade_keeps_a_ready_twin_serving_in_every_pod_at_every_mo
         )
     readiness.record(record_property, watcher)
 
-    assert watcher.relists == 0  # every intermediate state was seen
-    assert watcher.violations == [], watcher.violations[:20]
-    assert 1 <= watcher.max_disrupted <= 3, watcher.history
-    assert not watcher.recreated
-    assert not watcher.deleted
+    watcher.assert_nothing_lost(range(1, 4))
     assert {p["metadata"]["uid"] for p in before} == set(watcher.uids.values())
 
     ss = await k.get_sidecarset(kube, name)
@@ -328,17 +285,17 @@ async def test_a_hot_upgrade_keeps_a_ready_twin_serving_in_every_pod_at_every_mo
 
 
 async def test_a_failed_hot_upgrade_keeps_the_old_twin_serving_and_rolls_back(
-    kube: KubeClient, namespace: str, sidecarsets: Callable[[dict[str, Any]], Any]
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets
 ) -> None:
-    name = await sidecarsets(
+    name = await sidecarsets.create(
         hot_sidecarset("hot-broken-" + namespace[-5:], namespace, maxUnavailable=2)
     )
     for i in range(4):
         await k.create(kube, pod(f"p{i}", PROXY), namespace)
-    before = await ready_pods(kube, namespace, 4)
+    before = await k.ready_pods(kube, namespace, 4)
     invariants = {"a ready twin runs a real image": has_a_serving_twin, "app": app_never_restarted}
     async with watching(kube, namespace, hot_upgrade_disrupted, invariants) as watcher:
-        await set_image(kube, name, "containers", BROKEN)
+        await k.set_image(kube, name, BROKEN)
         failing = await wait_for(
             lambda: k.pods(kube, namespace),
             lambda ps: (
@@ -353,16 +310,14 @@ async def test_a_failed_hot_upgrade_keeps_the_old_twin_serving_and_rolls_back(
             what="two pods crash-looping the broken twin",
         )
         assert sum(untouched(p) for p in failing) == 2  # maxUnavailable 2 stops the rest
-        await set_image(kube, name, "containers", V1)
+        await k.set_image(kube, name, V1)
         await wait_for(
             watcher.snapshot,
             lambda ps: len(ps) == 4 and all(untouched(p) and k.is_ready(p) for p in ps.values()),
             timeout=ROLLOUT_TIMEOUT,
             what="every pod back on V1 in the first twin, the second twin empty",
         )
-    assert watcher.relists == 0
-    assert watcher.violations == [], watcher.violations[:20]
-    assert watcher.max_disrupted == 2, watcher.history
+    watcher.assert_nothing_lost(range(2, 3))
     assert {p["metadata"]["uid"] for p in before} == set(watcher.uids.values())
     await status_counts(kube, name, 4)
 
@@ -370,17 +325,17 @@ async def test_a_failed_hot_upgrade_keeps_the_old_twin_serving_and_rolls_back(
 async def test_a_hot_upgrade_survives_the_operator_being_killed_mid_flight(
     kube: KubeClient,
     namespace: str,
-    sidecarsets: Callable[[dict[str, Any]], Any],
+    sidecarsets: k.SidecarSets,
     operator: OperatorHandle,
 ) -> None:
-    name = await sidecarsets(
+    name = await sidecarsets.create(
         hot_sidecarset("hot-kill-" + namespace[-5:], namespace, maxUnavailable=2)
     )
     await k.create(kube, app_deployment(PROXY, 6), namespace)
-    before = await ready_pods(kube, namespace, 6)
+    before = await k.ready_pods(kube, namespace, 6)
     invariants = {"a ready twin runs a real image": has_a_serving_twin, "app": app_never_restarted}
     async with watching(kube, namespace, hot_upgrade_disrupted, invariants) as watcher:
-        await set_image(kube, name, "containers", V2)
+        await k.set_image(kube, name, V2)
         await wait_for(
             watcher.snapshot,
             lambda ps: any(V2 in twin_images(p) for p in ps.values()),
@@ -396,53 +351,49 @@ async def test_a_hot_upgrade_survives_the_operator_being_killed_mid_flight(
             timeout=ROLLOUT_TIMEOUT,
             what="every pod hot-upgraded after the restart",
         )
-    assert watcher.relists == 0
-    assert watcher.violations == [], watcher.violations[:20]
-    assert 1 <= watcher.max_disrupted <= 2, watcher.history
+    watcher.assert_nothing_lost(range(1, 3))
     assert {p["metadata"]["uid"] for p in before} == set(watcher.uids.values())
     await status_counts(kube, name, 6)
 
 
 async def test_a_native_sidecar_can_be_hot_upgraded_too(
-    kube: KubeClient, namespace: str, sidecarsets: Callable[[dict[str, Any]], Any]
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets
 ) -> None:
     body = hot_sidecarset("hot-native-" + namespace[-5:], namespace, maxUnavailable=2)
     body["spec"]["initContainers"] = [
         {**body["spec"].pop("containers")[0], "restartPolicy": "Always"}
     ]
-    name = await sidecarsets(body)
+    name = await sidecarsets.create(body)
     for i in range(4):
         await k.create(kube, pod(f"p{i}", PROXY), namespace)
-    before = await ready_pods(kube, namespace, 4)
+    before = await k.ready_pods(kube, namespace, 4)
     for p in before:
         assert [c["name"] for c in p["spec"]["initContainers"]] == list(TWINS)
         assert untouched(p)
     invariants = {"a ready twin runs a real image": has_a_serving_twin, "app": app_never_restarted}
     async with watching(kube, namespace, hot_upgrade_disrupted, invariants) as watcher:
-        await set_image(kube, name, "initContainers", V2)
+        await k.set_image(kube, name, V2, field="initContainers")
         await wait_for(
             watcher.snapshot,
             lambda ps: len(ps) == 4 and all(hot_upgraded(p) for p in ps.values()),
             timeout=ROLLOUT_TIMEOUT,
             what="every pod on V2 with the old native twin reset to the empty image",
         )
-    assert watcher.relists == 0
-    assert watcher.violations == [], watcher.violations[:20]
-    assert 1 <= watcher.max_disrupted <= 2, watcher.history
+    watcher.assert_nothing_lost(range(1, 3))
     assert {p["metadata"]["uid"] for p in before} == set(watcher.uids.values())
     await status_counts(kube, name, 4)
 
 
 async def test_a_paused_hot_upgrade_touches_no_twin_until_resumed(
-    kube: KubeClient, namespace: str, sidecarsets: Callable[[dict[str, Any]], Any]
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets
 ) -> None:
-    name = await sidecarsets(
+    name = await sidecarsets.create(
         hot_sidecarset("hot-paused-" + namespace[-5:], namespace, maxUnavailable=3, paused=True)
     )
     for i in range(3):
         await k.create(kube, pod(f"p{i}", PROXY), namespace)
-    await ready_pods(kube, namespace, 3)
-    await set_image(kube, name, "containers", V2)
+    await k.ready_pods(kube, namespace, 3)
+    await k.set_image(kube, name, V2)
     ss = await wait_for(
         lambda: k.get_sidecarset(kube, name),
         lambda s: (
@@ -454,7 +405,7 @@ async def test_a_paused_hot_upgrade_touches_no_twin_until_resumed(
     )
     assert ss["status"]["updatedPods"] == 0
     assert all(untouched(p) for p in await k.pods(kube, namespace))
-    await patch_strategy(kube, name, paused=False)
+    await k.patch_strategy(kube, name, paused=False)
     await wait_for(
         lambda: k.pods(kube, namespace),
         lambda ps: all(hot_upgraded(p) for p in ps),
@@ -464,9 +415,9 @@ async def test_a_paused_hot_upgrade_touches_no_twin_until_resumed(
 
 
 async def test_a_hot_upgrade_leaves_pods_outside_the_canary_selector_alone(
-    kube: KubeClient, namespace: str, sidecarsets: Callable[[dict[str, Any]], Any]
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets
 ) -> None:
-    name = await sidecarsets(
+    name = await sidecarsets.create(
         hot_sidecarset(
             "hot-canary-" + namespace[-5:],
             namespace,
@@ -481,8 +432,8 @@ async def test_a_hot_upgrade_leaves_pods_outside_the_canary_selector_alone(
         pod("s2", PROXY, {"deploy-env": "stable"}),
     ):
         await k.create(kube, p, namespace)
-    await ready_pods(kube, namespace, 4)
-    await set_image(kube, name, "containers", V2)
+    await k.ready_pods(kube, namespace, 4)
+    await k.set_image(kube, name, V2)
     await wait_for(
         lambda: k.get_sidecarset(kube, name),
         lambda s: s.get("status", {}).get("updatedReadyPods") == 2,
@@ -500,9 +451,9 @@ async def test_a_hot_upgrade_leaves_pods_outside_the_canary_selector_alone(
 
 
 async def test_a_hot_upgrade_partition_keeps_the_last_pods_on_the_old_twin(
-    kube: KubeClient, namespace: str, sidecarsets: Callable[[dict[str, Any]], Any]
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets
 ) -> None:
-    name = await sidecarsets(
+    name = await sidecarsets.create(
         hot_sidecarset(
             "hot-part-" + namespace[-5:],
             namespace,
@@ -513,8 +464,8 @@ async def test_a_hot_upgrade_partition_keeps_the_last_pods_on_the_old_twin(
     )
     for i in range(1, 6):
         await k.create(kube, pod(f"p{i}", PROXY, {"order": f"o-{i}"}), namespace)
-    await ready_pods(kube, namespace, 5)
-    await set_image(kube, name, "containers", V2)
+    await k.ready_pods(kube, namespace, 5)
+    await k.set_image(kube, name, V2)
     await wait_for(
         lambda: k.get_sidecarset(kube, name),
         lambda s: s.get("status", {}).get("updatedReadyPods") == 3,
@@ -530,7 +481,7 @@ async def test_a_hot_upgrade_partition_keeps_the_last_pods_on_the_old_twin(
     # Higher order first: p5, p4 and p3 are updated; the partition keeps p2 and p1.
     assert {p["metadata"]["name"] for p in pods if hot_upgraded(p)} == {"p3", "p4", "p5"}
     assert {p["metadata"]["name"] for p in pods if untouched(p)} == {"p1", "p2"}
-    await patch_strategy(kube, name, partition=0)
+    await k.patch_strategy(kube, name, partition=0)
     await wait_for(
         lambda: k.pods(kube, namespace),
         lambda ps: all(hot_upgraded(p) for p in ps),
@@ -585,16 +536,16 @@ async def test_a_hot_upgrade_without_a_distinct_empty_image_is_rejected_at_admis
 async def test_native_sidecars_roll_in_place_within_max_unavailable(
     kube: KubeClient,
     namespace: str,
-    sidecarsets: Callable[[dict[str, Any]], Any],
+    sidecarsets: k.SidecarSets,
     record_property: Callable[[str, object], None],
 ) -> None:
-    name = await sidecarsets(
+    name = await sidecarsets.create(
         native_sidecarset("native-" + namespace[-5:], namespace, maxUnavailable=2)
     )
     ss = await k.get_sidecarset(kube, name)
     assert ss["spec"]["updateStrategy"]["type"] == "RollingUpdate"
     await k.create(kube, app_deployment(AGENT, 10), namespace)
-    before = await ready_pods(kube, namespace, 10)
+    before = await k.ready_pods(kube, namespace, 10)
     for p in before:
         [agent] = p["spec"]["initContainers"]
         assert (agent["name"], agent["image"], agent["restartPolicy"]) == (
@@ -608,7 +559,7 @@ async def test_native_sidecars_roll_in_place_within_max_unavailable(
 
     readiness = ReadinessLog(native_disrupted)
     async with watching(kube, namespace, readiness, {"app": app_never_restarted}) as watcher:
-        await set_image(kube, name, "initContainers", AGENT_V2)
+        await k.set_image(kube, name, AGENT_V2, field="initContainers")
         await wait_for(
             watcher.snapshot,
             lambda ps: (
@@ -624,11 +575,7 @@ async def test_native_sidecars_roll_in_place_within_max_unavailable(
 
     readiness.record(record_property, watcher)
 
-    assert watcher.relists == 0
-    assert watcher.violations == [], watcher.violations[:20]
-    assert 1 <= watcher.max_disrupted <= 2, watcher.history
-    assert not watcher.recreated
-    assert not watcher.deleted
+    watcher.assert_nothing_lost(range(1, 3))
     after = await k.pods(kube, namespace)
     assert {p["metadata"]["uid"] for p in after} == set(old_ids)
     for p in after:

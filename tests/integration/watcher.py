@@ -63,6 +63,15 @@ class Watcher:
     relists: int = 0
     """Watches resumed from a fresh list after a 410 (intermediate states not observed)."""
 
+    def assert_nothing_lost(self, most_disrupted: range) -> None:
+        """Every state was seen, no invariant broke, the most pods disrupted at once was in
+        `most_disrupted`, and no pod was deleted or replaced."""
+        assert self.relists == 0  # every intermediate state was seen
+        assert self.violations == [], self.violations[:20]
+        assert self.max_disrupted in most_disrupted, self.history
+        assert not self.recreated
+        assert not self.deleted
+
     async def snapshot(self) -> dict[str, Pod]:
         """The pods as last seen (async, for `wait_for`)."""
         return dict(self.pods)
