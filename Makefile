@@ -6,15 +6,25 @@ BIN    := $(VENV)/bin
 export PATH := $(PATH):/usr/local/go/bin
 export NO_PROXY := 127.0.0.1,localhost
 
-.PHONY: install testbin demo demo-down test unit integration lint bench clean
+.PHONY: install lock testbin demo demo-down test unit integration lint bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly the versions and hashes in requirements-dev.lock, then the project itself.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+# Re-resolve the lock files from pyproject.toml's ranges (after editing dependencies, or to
+# take updates): requirements.lock = runtime (the image), requirements-dev.lock = runtime + dev.
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-unknown-linux-gnu -q
+lock: install
+	$(BIN)/pip install --quiet 'uv>=0.13,<0.14'
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) --upgrade -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) --upgrade -o requirements-dev.lock
 
 testbin:
 	$(PYTHON) tools/build_testbin.py --with-helm
