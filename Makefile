@@ -26,8 +26,9 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) --upgrade -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) --upgrade -o requirements-dev.lock
 
+# --with-node: kubelet, containerd, runc, crictl, CNI plugins for the real node (about 10 min cold).
 testbin:
-	$(PYTHON) tools/build_testbin.py --with-helm
+	$(PYTHON) tools/build_testbin.py --with-helm --with-node
 
 demo: install testbin
 	$(BIN)/python tools/demo.py

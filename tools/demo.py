@@ -1,6 +1,12 @@
 #!/usr/bin/env python3
 """`make demo`: the local control plane with the operator, the logging example, a live rollout.
 
+On a machine that can run a real node (root on Linux, binaries and images built by the
+Makefile), the logging example runs for real: nginx and Filebeat in containerd, requests sent to
+nginx, their access-log lines counted in the store Filebeat ships to, across the in-place
+upgrade; then the same upgrade with the registry in the container, then the article's manifest
+as published. Elsewhere it says why and runs the example on simulated nodes.
+
 Runs inside the project's virtualenv (the Makefile creates it and builds the binaries first).
 Every step says what it does and shows the command; the cluster keeps running afterwards
 (`make demo-down` stops it).
@@ -85,7 +91,23 @@ def all_ready(env: dict[str, str], count: int) -> bool:
 
 
 def main() -> None:
-    say("1. Start a real local control plane, 3 simulated nodes and the operator")
+    say("1. Start a real local control plane, a real node (kubelet + containerd), the operator")
+    print(f"$ {SIDECARSET} cluster up --real-node", flush=True)
+    proc = subprocess.run(
+        [SIDECARSET, "cluster", "up", "--real-node"], text=True, stderr=subprocess.PIPE
+    )
+    if proc.returncode == 0:
+        env = cluster_env()
+        run("kubectl", "get", "nodes", "-o", "wide", env=env)
+        import realdemo  # tools/realdemo.py, beside this file
+
+        realdemo.main(env, run, say)
+        return
+    reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown"
+    if "--real-node:" not in reason:
+        sys.exit(f"demo: `sidecarset cluster up --real-node` failed:\n{proc.stderr}")
+    say("No real node on this machine; the example runs on simulated nodes instead")
+    print(f"   why: {reason.split('--real-node:', 1)[1].strip()}")
     run(SIDECARSET, "cluster", "up")
     env = cluster_env()
     run("kubectl", "get", "nodes", env=env)
