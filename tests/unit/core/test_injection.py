@@ -139,7 +139,7 @@ def test_filebeat_is_injected_before_nginx_with_its_body_and_the_injected_marker
 
     assert names(pod["spec"]["containers"]) == ["filebeat", "nginx"]
     filebeat = container(pod, "filebeat")
-    expected = {
+    expected: dict[str, Any] = {
         k: v
         for k, v in sidecarset.spec.containers[0].body.items()
         if k not in injection.SIDECARSET_ONLY_FIELDS

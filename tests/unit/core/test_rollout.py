@@ -420,9 +420,9 @@ def test_native_sidecar_images_are_updated_in_place_too() -> None:
         init_containers=[{"name": "proxy", "image": "proxy:v2", "restartPolicy": "Always"}]
     )
     raw = make_pod_dict("p")
-    raw["spec"]["initContainers"] = [
+    raw["spec"]["initContainers"] = [  # type: ignore[index]
         {"name": "proxy", "image": "proxy:v1", "restartPolicy": "Always"}
-    ]  # type: ignore[index]
+    ]
     raw["status"]["initContainerStatuses"] = [  # type: ignore[index]
         {"name": "proxy", "image": "proxy:v1", "imageID": "proxy-id-1", "ready": True}
     ]
