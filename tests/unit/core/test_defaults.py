@@ -1,4 +1,4 @@
-"""SidecarSet defaulting (spec 1.2, 2.2)."""
+"""SidecarSet defaulting (behaviour.md §1.7)."""
 
 from __future__ import annotations
 

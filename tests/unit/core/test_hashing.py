@@ -1,4 +1,4 @@
-"""The SidecarSet hashes must be byte-identical to Kruise's (spec 2.1)."""
+"""The SidecarSet hashes must be byte-identical to Kruise's (behaviour.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pod injection (spec 4 and 5.1) on plain dicts: matching, building, merging, bookkeeping."""
+"""Pod injection (behaviour.md §4, §8.1) on plain dicts: matching, building, merging, records."""
 
 from __future__ import annotations
 
