@@ -44,11 +44,17 @@ unit: install
 integration: install testbin
 	$(BIN)/pytest tests/integration -q
 
-lint: install
+# What CI enforces before the tests: style, format, types (src, then the tests, benchmarks and
+# tools), the import-linter layer contracts and the chart. helm is the one `make testbin` built,
+# found as the chart tests find it: $$SIDECARSET_TESTBIN/helm, else .testbin/helm.
+HELM = $(or $(SIDECARSET_TESTBIN),.testbin)/helm
+lint: install testbin
 	$(BIN)/ruff check src tests tools bench
 	$(BIN)/ruff format --check src tests tools bench
 	$(BIN)/mypy
+	$(BIN)/mypy tests bench tools
 	$(BIN)/lint-imports
+	$(HELM) lint --strict charts/sidecarset
 
 # QUICK=1: small sizes, under a minute; ONLY=scale (or webhook_server, webhook_e2e, rollout).
 bench: install testbin

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SIDECARSET = str(Path(sys.executable).parent / "sidecarset")
@@ -61,7 +62,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 180) -> None
     sys.exit(f"demo: timed out after {timeout:.0f}s waiting for {what}")
 
 
-def pods(env: dict[str, str]) -> list[dict[str, object]]:
+def pods(env: dict[str, str]) -> list[dict[str, Any]]:
     out = run(
         "kubectl",
         "-n",
@@ -129,7 +130,7 @@ def main() -> None:
         "IMAGES:.spec.containers[*].image",
         env=env,
     )
-    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(env)}  # type: ignore[index]
+    before = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(env)}
     run("kubectl", "get", "sidecarset", "filebeat", env=env)
 
     say(f"3. Upgrade the sidecar in place: image -> {NEW_IMAGE} (20% of pods at a time)")
@@ -165,7 +166,7 @@ def main() -> None:
         "RESTARTS:.status.containerStatuses[*].restartCount",
         env=env,
     )
-    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(env)}  # type: ignore[index]
+    after = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods(env)}
     print("pods recreated:", "none" if after == before else sorted(set(after) ^ set(before)))
 
     say("Done. The cluster keeps running.")

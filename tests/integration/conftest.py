@@ -13,12 +13,13 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from pluggy import Result
 
 from sidecarset.devcluster.binaries import Binaries
 from sidecarset.devcluster.components import OPERATOR, operator_component, simulator_component
@@ -117,7 +118,9 @@ def operator(control_plane: ControlPlane) -> Iterator[OperatorHandle]:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if report.failed and "control_plane" in getattr(item, "fixturenames", ()):

@@ -40,7 +40,8 @@ class Kubelet:
     condition merges into the one of its type, field by field, and a null deletes a field."""
 
     def __init__(self, pod: dict[str, Any], rules: kubelet.Rules = RULES) -> None:
-        self.pod, self.rules, self.marks, self.mono = pod, rules, {}, 0.0
+        self.pod, self.rules, self.mono = pod, rules, 0.0
+        self.marks: dict[str, float] = {}
         self.last: kubelet.Step | None = None
 
     def at(self, mono: float) -> kubelet.Step:
@@ -69,6 +70,7 @@ class Kubelet:
             t = t + max(result.wake_after, 0.001)
 
     def container(self, name: str) -> dict[str, Any]:
+        st: dict[str, Any]
         for st in [
             *self.pod["status"].get("containerStatuses", []),
             *self.pod["status"].get("initContainerStatuses", []),
