@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import yaml
 
 from sidecarset.devcluster import logpipeline as lp
-from sidecarset.devcluster.binaries import project_root
+from sidecarset.devcluster.binaries import default_dir, project_root
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
 
@@ -31,8 +30,7 @@ Run = Callable[..., str]
 
 
 def app_image() -> str:
-    testbin = Path(shutil.which("kubectl") or ROOT / ".testbin" / "kubectl").parent
-    index = json.loads((testbin / "images" / "index.json").read_text())
+    index = json.loads((default_dir() / "images" / "index.json").read_text())
     return str(next(i["ref"] for i in index["images"] if i.get("role") == "app"))
 
 
@@ -160,14 +158,22 @@ async def article(kube: KubeClient, env: dict[str, str], run: Run) -> None:
     for pod in pods["items"]:
         for st in pod.get("status", {}).get("containerStatuses", []):
             state = st.get("state", {})
-            detail = state.get("waiting") or state.get("terminated") or state.get("running")
+            now = next(iter(state), "?")
+            reason = state.get(now, {}).get("reason", "")
             last = st.get("lastState", {}).get("terminated", {})
             print(
                 f"   {st['name']:<9} ready={st.get('ready')} restarts={st.get('restartCount')} "
-                f"state={json.dumps(detail)[:160]}"
+                f"state={now} {reason}"
+                + (f"; last exit code {last.get('exitCode')}" if last else "")
             )
-            if last.get("message"):
-                print(f"             last exit: {last.get('message', '')[:200]}")
+        path = resource_path("v1", "pods", namespace=namespace, name=pod["metadata"]["name"])
+        try:
+            log = await kube.raw(
+                "GET", path + "/log", params={"container": "filebeat", "previous": "true"}
+            )
+            print(f"   filebeat's last words: {log.decode(errors='replace').strip()[-200:]}")
+        except errors.ApiError as err:
+            print(f"   (no previous filebeat log: {err})")
     run("kubectl", "-n", namespace, "get", "pods", env=env)
     await delete_sidecarsets(kube)
 

@@ -207,6 +207,13 @@ def simulate(
         float, typer.Option(help="Seconds to pull and start a container.")
     ] = 0.2,
     ready_delay: Annotated[float, typer.Option(help="Seconds from started to ready.")] = 0.3,
+    stop_delay: Annotated[
+        float,
+        typer.Option(
+            help="Seconds an old container keeps running after an in-place image change, as "
+            "a real kubelet waits the grace period for a process that ignores SIGTERM.",
+        ),
+    ] = 0.0,
     failing_images: Annotated[
         str, typer.Option(help="Regex: matching images crash-loop and never become ready.")
     ] = ":broken",
@@ -229,7 +236,12 @@ def simulate(
         pattern = re.compile(failing_images) if failing_images else None
     except re.error as err:
         raise CliError(f"--failing-images: not a regular expression: {err}", code=2) from err
-    rules = kubelet.Rules(start_delay=start_delay, ready_delay=ready_delay, failing_images=pattern)
+    rules = kubelet.Rules(
+        start_delay=start_delay,
+        ready_delay=ready_delay,
+        stop_delay=stop_delay,
+        failing_images=pattern,
+    )
 
     async def main() -> None:
         client = await KubeClient.from_kubeconfig(str(kubeconfig), qps=0)

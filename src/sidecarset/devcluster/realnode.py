@@ -101,8 +101,8 @@ class RealNode:
     def components(self) -> list[Component]:
         """containerd, then the kubelet (which first gets the images imported)."""
         layout = self.layout
-        port = self.plane.reserve_port("kubelet")
-        self.plane.reserve_port("kubelet-healthz")
+        port = self.plane.reserve_port(KUBELET)
+        self.plane.reserve_port(f"{KUBELET}-healthz")
         log_dir = self.plane.log_dir
         return [
             Component(
@@ -157,7 +157,7 @@ class RealNode:
         state = self.plane.state()
         layout.kubelet_config.write_text(
             kubelet_config(
-                layout, port=state.ports["kubelet"], healthz_port=state.ports["kubelet-healthz"]
+                layout, port=state.ports[KUBELET], healthz_port=state.ports[f"{KUBELET}-healthz"]
             )
         )
         nodehost.create_cgroup_root(layout)
