@@ -87,13 +87,19 @@ class Context:
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
         hint: str = "",
+        explain: Callable[[str], str | None] | None = None,
     ) -> str:
-        """Run one command with a heartbeat every 30 s; return its stdout (stderr is logged)."""
+        """Run one command with a heartbeat every 30 s; return its stdout (stderr is logged).
+
+        On failure `explain(stdout)` may name the cause in one sentence; otherwise the message
+        carries `hint` and this command's last log lines.
+        """
         print(f"    - {title}", flush=True)
         start = time.monotonic()
         with self.log.open("a") as sink, tempfile.TemporaryFile("w+") as stdout:
             sink.write(f"\n$ (cd {cwd or os.getcwd()} && {' '.join(cmd)})\n")
             sink.flush()
+            logged_from = sink.tell()
             try:
                 proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=stdout, stderr=sink)
             except FileNotFoundError as err:
@@ -107,13 +113,18 @@ class Context:
             stdout.seek(0)
             output = stdout.read()
             sink.write(output[-4000:])
-        if proc.returncode != 0:
-            tail = "".join(self.log.read_text().splitlines(keepends=True)[-20:])
-            raise BuildError(
-                f"{title} failed (exit {proc.returncode}) after {time.monotonic() - start:.0f}s. "
-                f"{hint}\nLast lines of {self.log}:\n{tail}".replace(". \n", ".\n")
-            )
-        return output
+        if proc.returncode == 0:
+            return output
+        cause = explain(output) if explain else None
+        if cause:
+            raise BuildError(f"{title} failed: {cause}")
+        with self.log.open() as logged:
+            logged.seek(logged_from)
+            tail = "".join(logged.read().splitlines(keepends=True)[-20:])
+        raise BuildError(
+            f"{title} failed (exit {proc.returncode}) after {time.monotonic() - start:.0f}s. "
+            f"{hint}\nLast lines of its output (full log: {self.log}):\n{tail}"
+        )
 
     def go_env(self, cgo: bool = False) -> dict[str, str]:
         env = dict(os.environ)
@@ -130,29 +141,37 @@ class Context:
             [self.go(), "build", *flags, "-o", str(binary), package],
             cwd=cwd,
             env=env,
-            hint="(a Go module could not be fetched from the module proxy, or the build broke)",
+            hint="A Go module could not be fetched from the module proxy, or the build broke.",
         )
         return binary
 
     def module_dir(self, module: str, version: str) -> Path:
         """Download a Go module into the module cache and return its directory."""
+
+        def proxy_error(printed: str) -> str | None:
+            try:
+                error = json.loads(printed).get("Error")
+            except (json.JSONDecodeError, AttributeError):
+                return None
+            return (
+                f"the Go module proxy does not serve {module}@{version}: {error}" if error else None
+            )
+
         out = self.run(
             f"go mod download {module}@{version}",
             [self.go(), "mod", "download", "-json", f"{module}@{version}"],
             cwd=self.work,
             env=self.go_env(),
-            hint="(is the Go module proxy reachable? check GOPROXY and the network)",
+            hint="Is the Go module proxy reachable? Check GOPROXY and the network.",
+            explain=proxy_error,
         )
         try:
-            info = json.loads(out)
-        except json.JSONDecodeError as err:
+            directory_ = json.loads(out).get("Dir")
+        except (json.JSONDecodeError, AttributeError) as err:
             raise BuildError(f"go mod download {module}@{version} printed no JSON") from err
-        if info.get("Error") or not info.get("Dir"):
-            raise BuildError(
-                f"the Go module proxy does not serve {module}@{version}: "
-                f"{info.get('Error', 'no directory reported')}"
-            )
-        return Path(info["Dir"])
+        if not directory_:
+            raise BuildError(f"go mod download {module}@{version} reported no directory")
+        return Path(directory_)
 
     def deb(self, package: str, version: str) -> Path:
         """`apt-get download` one pinned Debian package (cached) and unpack it; return the tree."""
