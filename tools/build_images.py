@@ -465,21 +465,23 @@ def nginx_tag(debian_version: str) -> str:
     return debian_version.replace(":", "_").replace("+", "_")
 
 
-def shared_libraries(binary: Path, ctx: Context) -> list[Path]:
-    """The libraries (and the loader) `ldd` says `binary` needs, as absolute host paths."""
-    printed = ctx.run(f"ldd {binary.name}", ["ldd", str(binary)], hint="ldd comes with libc-bin.")
+def parse_ldd(printed: str, binary: str) -> list[Path]:
+    """The absolute paths of the libraries (and the loader) in `ldd`'s output."""
     found: list[Path] = []
     for line in printed.splitlines():
         if "not found" in line:
-            raise BuildError(
-                f"{binary.name} needs a library the host does not have: {line.strip()}"
-            )
+            raise BuildError(f"{binary} needs a library the host does not have: {line.strip()}")
         match = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
         if match:
             found.append(Path(match.group(1)))
     if not found:
         raise BuildError(f"ldd found no shared libraries for {binary}: {printed.strip()!r}")
     return found
+
+
+def shared_libraries(binary: Path, ctx: Context) -> list[Path]:
+    printed = ctx.run(f"ldd {binary.name}", ["ldd", str(binary)], hint="ldd comes with libc-bin.")
+    return parse_ldd(printed, binary.name)
 
 
 def build_nginx(ctx: Context) -> list[dict[str, object]]:

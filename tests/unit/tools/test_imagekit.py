@@ -283,3 +283,24 @@ def test_the_filebeat_entrypoint_routes_like_elastics(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == runs
+
+
+LDD_NGINX = """\
+\tlinux-vdso.so.1 (0x00007ffd4a9f2000)
+\tlibcrypt.so.1 => /lib/x86_64-linux-gnu/libcrypt.so.1 (0x00007f6d34606000)
+\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x00007f6d344a4000)
+\t/lib64/ld-linux-x86-64.so.2 (0x00007f6d347a9000)
+"""
+
+
+def test_ldd_output_gives_the_libraries_and_the_loader() -> None:
+    assert build_images.parse_ldd(LDD_NGINX, "nginx") == [
+        Path("/lib/x86_64-linux-gnu/libcrypt.so.1"),
+        Path("/lib/x86_64-linux-gnu/libz.so.1"),
+        Path("/lib64/ld-linux-x86-64.so.2"),
+    ]
+
+
+def test_a_missing_library_is_named() -> None:
+    with pytest.raises(build_images.BuildError, match=r"libpcre2-8\.so\.0 => not found"):
+        build_images.parse_ldd("\tlibpcre2-8.so.0 => not found\n", "nginx")
