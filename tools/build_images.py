@@ -354,6 +354,24 @@ exec "$@"
 """
 
 
+def filebeat_modules(source: Path) -> list[imagekit.Entry]:
+    """Filebeat's module definitions as Elastic packages them: `module/<name>/` without the
+    tests, Go files and `_meta`, plus `modules.d/<name>.yml.disabled` from each `_meta/config.yml`.
+    """
+    home, modules = FILEBEAT_HOME, source / "filebeat" / "module"
+    entries: list[imagekit.Entry] = []
+    for path in sorted(modules.rglob("*")):
+        rel = path.relative_to(modules)
+        if path.is_file() and path.suffix != ".go" and not {"_meta", "test"} & set(rel.parts):
+            entries.append(file(f"{home}/module/{rel.as_posix()}", source=path, mode=0o644))
+    for config in sorted(modules.glob("*/_meta/config.yml")):
+        name = config.parent.parent.name
+        entries.append(file(f"{home}/modules.d/{name}.yml.disabled", source=config, mode=0o644))
+    if not entries:
+        raise BuildError(f"{modules} holds no module definitions")
+    return entries
+
+
 def filebeat_recipe(version: str) -> Recipe:
     def build(ctx: Context) -> list[dict[str, object]]:
         module = str(PINS["beats_module"])
@@ -387,6 +405,7 @@ def filebeat_recipe(version: str) -> Recipe:
                 directory(f"{home}/modules.d", mode=0o775),
                 directory(f"{home}/data", mode=0o775, uid=1000, gid=0),
                 directory(f"{home}/logs", mode=0o775, uid=1000, gid=0),
+                *filebeat_modules(source),
                 file(f"{home}/LICENSE.txt", source=source / "LICENSE.txt", mode=0o644),
                 file(f"{home}/NOTICE.txt", source=source / "NOTICE.txt", mode=0o644),
             ],
