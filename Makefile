@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export PATH := $(PATH):/usr/local/go/bin
 export NO_PROXY := 127.0.0.1,localhost
 
-.PHONY: install lock testbin demo demo-down test unit integration lint bench clean
+.PHONY: install lock testbin images demo demo-down test unit integration lint bench clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ lock: install
 # --with-node: kubelet, containerd, runc, crictl, CNI plugins for the real node (about 10 min cold).
 testbin:
 	$(PYTHON) tools/build_testbin.py --with-helm --with-node
+
+# The real node's container images (pause, Filebeat 7.16.2/7.16.3, nginx, test agent) as
+# docker-archive tars in .testbin/images/, from pinned sources; a no-op when built. See docs/images.md.
+images:
+	$(PYTHON) tools/build_images.py
 
 demo: install testbin
 	$(BIN)/python tools/demo.py
