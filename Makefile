@@ -35,18 +35,18 @@ testbin:
 images:
 	$(PYTHON) tools/build_images.py
 
-demo: install testbin
+demo: install testbin images
 	$(BIN)/python tools/demo.py
 
 demo-down: install
 	$(BIN)/sidecarset cluster down
 
-test: install testbin unit integration
+test: install testbin images unit integration
 
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-integration: install testbin
+integration: install testbin images
 	$(BIN)/pytest tests/integration -q
 
 # What CI enforces before the tests: style, format, types (src, then the tests, benchmarks and
