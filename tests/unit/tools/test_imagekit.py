@@ -306,3 +306,27 @@ def test_ldd_output_gives_the_libraries_and_the_loader() -> None:
 def test_a_missing_library_is_named() -> None:
     with pytest.raises(build_testbin.BuildError, match=r"libpcre2-8\.so\.0 => not found"):
         build_images.parse_ldd("\tlibpcre2-8.so.0 => not found\n", "nginx")
+
+
+def test_filebeat_modules_are_packaged_like_elastics(tmp_path: Path) -> None:
+    nginx = tmp_path / "filebeat" / "module" / "nginx"
+    for rel in (
+        "module.yml",
+        "fields.go",
+        "_meta/config.yml",
+        "_meta/kibana/7/dashboard/d.json",
+        "access/manifest.yml",
+        "access/ingest/pipeline.yml",
+        "access/test/access.log",
+    ):
+        (nginx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (nginx / rel).write_text(rel)
+
+    paths = sorted(e.path for e in build_images.filebeat_modules(tmp_path))
+    home = build_images.FILEBEAT_HOME
+    assert paths == [
+        f"{home}/module/nginx/access/ingest/pipeline.yml",
+        f"{home}/module/nginx/access/manifest.yml",
+        f"{home}/module/nginx/module.yml",
+        f"{home}/modules.d/nginx.yml.disabled",
+    ]
