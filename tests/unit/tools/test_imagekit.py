@@ -16,7 +16,7 @@ import pytest
 
 TOOLS = Path(__file__).resolve().parents[3] / "tools"
 sys.path.insert(0, str(TOOLS))
-import build_images
+import build_images  # noqa: E402
 import build_testbin  # noqa: E402
 import imagekit  # noqa: E402
 from imagekit import Image, ImageError, Layer, directory, file, symlink  # noqa: E402
