@@ -75,15 +75,15 @@ def node(tmp_path: Path) -> realnode.RealNode:
 def test_preflight_refuses_without_root_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(realnode.sys, "platform", "linux")
-    monkeypatch.setattr(realnode.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
     with pytest.raises(realnode.RealNodeUnavailable, match="needs root") as err:
         node(tmp_path).preflight()
     assert "\n" not in str(err.value)
 
 
 def test_preflight_refuses_off_linux(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(realnode.sys, "platform", "darwin")
+    monkeypatch.setattr("sys.platform", "darwin")
     with pytest.raises(realnode.RealNodeUnavailable, match="needs Linux"):
         node(tmp_path).preflight()
 
@@ -91,8 +91,8 @@ def test_preflight_refuses_off_linux(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_preflight_names_the_missing_binaries_and_the_command_that_builds_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(realnode.sys, "platform", "linux")
-    monkeypatch.setattr(realnode.os, "geteuid", lambda: 0)
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setattr("os.geteuid", lambda: 0)
     with pytest.raises(realnode.RealNodeUnavailable) as err:
         node(tmp_path).preflight()
     assert "kubelet, containerd" in str(err.value)
