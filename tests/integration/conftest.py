@@ -66,7 +66,7 @@ def real_node(control_plane: ControlPlane) -> Iterator[RealNode]:
     tests that use it fail with the reason (never skipped). Stopped cleanly at the end: pods
     through CRI, then kubelet and containerd, then whatever they left on the host.
     """
-    node = RealNode(control_plane)
+    node = RealNode(control_plane, tainted=True)  # the simulated workloads stay off it
     node.preflight()
     try:
         control_plane.up(extra=node.components(), progress=lambda _m: None)

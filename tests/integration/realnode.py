@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sidecarset.devcluster.nodeconfig import NODE_NAME
+from sidecarset.devcluster.nodeconfig import NODE_NAME, REAL_NODE_TOLERATION
 
 AGENT_V1 = "sidecarset.local/testagent:v1"
 AGENT_V2 = "sidecarset.local/testagent:v2"
@@ -50,6 +50,7 @@ def on_real_node(spec: dict[str, Any]) -> dict[str, Any]:
     """`spec` pinned to the real node, with a short grace period unless it sets one."""
     return {
         "nodeSelector": {"kubernetes.io/hostname": NODE_NAME},
+        "tolerations": [REAL_NODE_TOLERATION],  # the test cluster's real node is tainted
         "terminationGracePeriodSeconds": 5,
         "enableServiceLinks": False,
         **spec,

@@ -55,8 +55,10 @@ DirOption = Annotated[
 ]
 
 
-def _real_node(plane: ControlPlane) -> RealNode:
-    node = RealNode(plane)
+def _real_node(plane: ControlPlane, *, beside_simulated: bool) -> RealNode:
+    # Beside simulated nodes the real node is tainted: only pods that ask for it (a
+    # toleration, e.g. the tests') run real containers; everything else stays simulated.
+    node = RealNode(plane, tainted=beside_simulated)
     try:
         node.preflight()
     except RealNodeUnavailable as err:
@@ -94,7 +96,7 @@ def up(
     Examples:
       sidecarset cluster up                 # control plane + 3 simulated nodes + operator
       sidecarset cluster up --real-node     # + a real kubelet/containerd node, no simulated ones
-      sidecarset cluster up --real-node --nodes 2   # both kinds
+      sidecarset cluster up --real-node --nodes 2   # both; the real node is then tainted
       sidecarset cluster up --no-operator   # run the operator yourself, e.g. under a debugger
       eval "$(sidecarset cluster env)"; kubectl get nodes
     """
@@ -107,7 +109,7 @@ def up(
         raise CliError("--nodes 0 leaves no node to run pods; add --real-node or pick 1-500")
     extra = [simulator_component(plane, count, [])] if count else []
     if real_node:
-        extra.extend(_real_node(plane).components())
+        extra.extend(_real_node(plane, beside_simulated=count > 0).components())
     if not no_operator:
         extra.append(operator_component(plane, []))
     running = {s.name for s in plane.status() if s.running}

@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from sidecarset.devcluster.nodeconfig import NODE_NAME
+from sidecarset.devcluster.nodeconfig import NODE_NAME, REAL_NODE_TOLERATION
 from sidecarset.shell.kube.client import JSON_PATCH, KubeClient, resource_path
 
 SEQ = re.compile(r"[?&]seq=([A-Za-z0-9_.-]+)")
@@ -103,6 +103,7 @@ def nginx_deployment(image: str, replicas: int, label: str = "kruise.io/inject-f
                 "metadata": {"labels": {"app": "nginx", label: "true"}},
                 "spec": {
                     "nodeSelector": {"kubernetes.io/hostname": NODE_NAME},
+                    "tolerations": [REAL_NODE_TOLERATION],
                     "enableServiceLinks": False,
                     "containers": [
                         {

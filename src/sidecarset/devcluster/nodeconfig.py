@@ -16,7 +16,8 @@ from pathlib import Path
 import yaml
 
 NODE_NAME = "real-node-0"
-NODE_LABEL = "sidecarset.dev/real-node"
+NODE_LABEL = "sidecarset.dev/real-node"  # also the key of its taint beside simulated nodes
+REAL_NODE_TOLERATION = {"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 
 

@@ -55,8 +55,13 @@ class RealNodeUnavailable(Exception):
 class RealNode:
     """The real node of the cluster kept in `plane.workdir`."""
 
-    def __init__(self, plane: ControlPlane, binaries: Binaries | None = None) -> None:
+    def __init__(
+        self, plane: ControlPlane, binaries: Binaries | None = None, *, tainted: bool = False
+    ) -> None:
+        """`tainted`: register the node with the NoSchedule taint `NODE_TAINT`, so that only
+        pods tolerating it run there (beside simulated nodes, which take everything else)."""
         self.plane = plane
+        self.tainted = tainted
         testbin = (binaries or plane.binaries).directory
         self.images_dir = testbin / "images"
         self.layout = NodeLayout(root=plane.workdir / "node", binaries=testbin / "node")
@@ -100,7 +105,7 @@ class RealNode:
 
     def components(self) -> list[Component]:
         """containerd, then the kubelet (which first gets the images imported)."""
-        layout = self.layout
+        layout, tainted = self.layout, self.tainted
         port = self.plane.reserve_port(KUBELET)
         self.plane.reserve_port(f"{KUBELET}-healthz")
         log_dir = self.plane.log_dir
@@ -130,6 +135,7 @@ class RealNode:
                     f"--cert-dir={layout.kubelet_dir / 'pki'}",
                     "--node-ip=127.0.0.1",
                     f"--node-labels={NODE_LABEL}=true",
+                    *([f"--register-with-taints={NODE_LABEL}=true:NoSchedule"] if tainted else []),
                     "--v=1",
                 ],
                 ready=self._node_ready,
