@@ -70,7 +70,14 @@ JsonDict = dict[str, Any]
 
 
 class ConversionError(ValueError):
-    """The object cannot be converted; the message says which part and why."""
+    """The object cannot be converted; the message says which part and why.
+
+    `field` is the path of the offending value (`spec.customVersion`), "" for the whole object.
+    """
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def convert(obj: Mapping[str, Any], api_version: str) -> JsonDict:
@@ -149,7 +156,8 @@ def to_v1alpha1(obj: Mapping[str, Any]) -> JsonDict:
         version = spec.pop("customVersion")
         if not isinstance(version, str):
             raise ConversionError(
-                f"spec.customVersion must be a string to become a label, not {version!r}"
+                f"spec.customVersion must be a string to become a label, not {version!r}",
+                "spec.customVersion",
             )
         if not spec:
             del out["spec"]  # created by to_v1beta1 for the label alone
@@ -199,14 +207,14 @@ def _dump(value: object) -> str:
 def _metadata(out: JsonDict) -> JsonDict:
     metadata = out.setdefault("metadata", {})
     if not isinstance(metadata, dict):
-        raise ConversionError("metadata must be a JSON object")
+        raise ConversionError("metadata must be a JSON object", "metadata")
     return metadata
 
 
 def _spec(out: JsonDict) -> JsonDict:
     spec = out.setdefault("spec", {})
     if not isinstance(spec, dict):
-        raise ConversionError("spec must be a JSON object")
+        raise ConversionError("spec must be a JSON object", "spec")
     return spec
 
 
@@ -222,7 +230,7 @@ def _put(out: JsonDict, which: str, key: str, value: object) -> None:
     if target is None:
         target = metadata[which] = {}
     if not isinstance(target, dict):
-        raise ConversionError(f"metadata.{which} must be a JSON object")
+        raise ConversionError(f"metadata.{which} must be a JSON object", f"metadata.{which}")
     target[key] = value
 
 
