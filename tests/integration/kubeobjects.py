@@ -33,6 +33,8 @@ async def create(
     kube: KubeClient, obj: dict[str, Any], namespace: str | None = None
 ) -> dict[str, Any]:
     api_version, plural = _PLURALS[obj["kind"]]
+    if obj["kind"] == "SidecarSet":
+        api_version = obj.get("apiVersion") or api_version  # either served version
     ns = None if obj["kind"] == "SidecarSet" else namespace
     return await kube.create(resource_path(api_version, plural, namespace=ns), obj)
 

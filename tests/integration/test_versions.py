@@ -1,0 +1,314 @@
+"""SidecarSet v1alpha1 and v1beta1 on the real API server (issue 15).
+
+Both versions are served, v1beta1 is stored (as OpenKruise 1.9), and the operator converts
+between them. What etcd holds is read from etcd itself (its JSON gateway on 127.0.0.1), not
+inferred from the API. The operator and kube-apiserver are restarted with objects of both
+versions stored; while the operator is down, reads that need a conversion fail and nothing
+is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sidecarset.core import conversion, wire
+from sidecarset.devcluster.binaries import Binaries
+from sidecarset.devcluster.controlplane import ControlPlane
+from sidecarset.shell.kube import errors
+from sidecarset.shell.kube.client import JSON_PATCH, KubeClient, resource_path
+from tests.integration import kubeobjects as k
+from tests.integration.conftest import OperatorHandle, temporary_namespace
+from tests.integration.waiting import wait_for
+
+pytestmark = pytest.mark.usefixtures("operator")
+
+V1ALPHA1, V1BETA1 = conversion.V1ALPHA1, conversion.V1BETA1
+HIDDEN = ("resourceVersion", "managedFields", "generation", "uid", "creationTimestamp")
+
+
+def path(version: str, name: str | None = None) -> str:
+    return resource_path(version, "sidecarsets", name=name)
+
+
+async def get_as(kube: KubeClient, version: str, name: str) -> dict[str, Any]:
+    return await kube.get(path(version, name))
+
+
+async def stored(control_plane: ControlPlane, name: str) -> dict[str, Any] | None:
+    """The SidecarSet as etcd holds it (the API server stores CRs as JSON), None if absent."""
+    key = base64.b64encode(f"/registry/apps.kruise.io/sidecarsets/{name}".encode()).decode()
+    url = f"http://127.0.0.1:{control_plane.state().ports['etcd']}/v3/kv/range"
+    async with aiohttp.ClientSession() as session, session.post(url, json={"key": key}) as resp:
+        assert resp.status == 200, await resp.text()
+        reply = await resp.json()
+    kvs = reply.get("kvs") or []
+    if not kvs:
+        return None
+    value: dict[str, Any] = json.loads(base64.b64decode(kvs[0]["value"]))
+    return value
+
+
+def kubectl_raw(control_plane: ControlPlane, url: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [
+            str(Binaries.locate().path("kubectl")),
+            "--kubeconfig",
+            str(control_plane.kubeconfig),
+            "get",
+            "--raw",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    body: dict[str, Any] = json.loads(done.stdout)
+    return body
+
+
+def meaning(obj: dict[str, Any]) -> dict[str, Any]:
+    """What a user wrote and the operator keeps: labels, annotations, spec (not status)."""
+    metadata = obj["metadata"]
+    return {
+        "labels": metadata.get("labels"),
+        "annotations": metadata.get("annotations"),
+        "spec": obj["spec"],
+    }
+
+
+def with_filebeat_image(obj: dict[str, Any], image: str) -> dict[str, Any]:
+    obj["spec"]["containers"][0]["image"] = image
+    return obj
+
+
+async def test_the_articles_sidecarset_as_v1beta1_injects_identically_and_rolls_in_place(
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets
+) -> None:
+    article = k.load("tests/fixtures/filebeat-sidecarset.yaml")[0]
+    async with temporary_namespace(kube, f"{namespace[:50]}-alpha") as twin_namespace:
+        suffix = namespace[-5:]
+        beta = conversion.to_v1beta1(k.scoped(article, namespace, f"filebeat-beta-{suffix}"))
+        alpha = k.scoped(article, twin_namespace, f"filebeat-alpha-{suffix}")
+        assert beta["apiVersion"] == V1BETA1
+        assert alpha["apiVersion"] == V1ALPHA1
+        beta_name = await sidecarsets.create(beta)
+        alpha_name = await sidecarsets.create(alpha)
+        nginx = k.load("examples/logging/nginx-deployment.yaml")[0]
+        nginx["spec"]["replicas"] = 2
+        await k.create(kube, nginx, namespace)
+        await k.create(kube, nginx, twin_namespace)
+        through_beta = await k.ready_pods(kube, namespace, 2)
+        through_alpha = await k.ready_pods(kube, twin_namespace, 2)
+
+        def injected(pod: dict[str, Any], name: str) -> str:
+            """What injection decided for the pod, without the ServiceAccount token volume the
+            API server adds with a random name."""
+            annotations = pod["metadata"]["annotations"]
+            hashes = wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)[name]
+            without = wire.read_upgrade_specs(annotations, wire.HASH_WITHOUT_IMAGE_ANNOTATION)
+            filebeat = dict(k.container(pod, "filebeat"))
+            filebeat["volumeMounts"] = [
+                m for m in filebeat["volumeMounts"] if not m["name"].startswith("kube-api-access")
+            ]
+            return json.dumps(
+                [
+                    hashes.hash,
+                    hashes.sidecar_list,
+                    without[name].hash,
+                    [c["name"] for c in pod["spec"]["containers"]],
+                    filebeat,
+                    sorted(
+                        v["name"]
+                        for v in pod["spec"]["volumes"]
+                        if not v["name"].startswith("kube-api-access")
+                    ),
+                ],
+                sort_keys=True,
+            )
+
+        beta_seen = {injected(p, beta_name) for p in through_beta}
+        alpha_seen = {injected(p, alpha_name) for p in through_alpha}
+        assert len(beta_seen) == 1
+        assert beta_seen == alpha_seen
+        stored_beta = await get_as(kube, V1BETA1, beta_name)
+        stored_alpha = await get_as(kube, V1BETA1, alpha_name)
+        for key in (wire.HASH_ANNOTATION, wire.HASH_WITHOUT_IMAGE_ANNOTATION):
+            assert stored_beta["metadata"]["annotations"][key]
+            assert (
+                stored_beta["metadata"]["annotations"][key]
+                == stored_alpha["metadata"]["annotations"][key]
+            )
+
+        # The rollout, driven through v1beta1.
+        await kube.patch(
+            path(V1BETA1, beta_name),
+            [{"op": "replace", "path": "/spec/containers/0/image", "value": k.NEW}],
+            content_type=JSON_PATCH,
+        )
+        after = await wait_for(
+            lambda: k.pods(kube, namespace),
+            lambda ps: (
+                len(ps) == 2
+                and all(k.container_status(p, "filebeat").get("image") == k.NEW for p in ps)
+            ),
+            timeout=90,
+            what="filebeat 7.16.3 in both pods",
+        )
+        assert {p["metadata"]["uid"] for p in after} == {p["metadata"]["uid"] for p in through_beta}
+        assert all(k.container_status(p, "nginx")["restartCount"] == 0 for p in after)
+        status = await wait_for(
+            lambda: get_as(kube, V1BETA1, beta_name),
+            lambda s: (s.get("status") or {}).get("updatedReadyPods") == 2,
+            timeout=30,
+            what="v1beta1 status caught up",
+        )
+        assert status["status"]["observedGeneration"] == status["metadata"]["generation"]
+        assert {c["type"] for c in status["status"]["conditions"]} >= {"Ready", "Progressing"}
+        # The twin's pods were left alone.
+        untouched = await k.pods(kube, twin_namespace)
+        assert all(k.container(p, "filebeat")["image"] == k.OLD for p in untouched)
+
+
+async def test_both_versions_read_back_across_operator_and_apiserver_restarts(
+    kube: KubeClient,
+    namespace: str,
+    sidecarsets: k.SidecarSets,
+    control_plane: ControlPlane,
+    operator: OperatorHandle,
+) -> None:
+    suffix = namespace[-5:]
+    from_alpha = {
+        "apiVersion": V1ALPHA1,
+        "kind": "SidecarSet",
+        "metadata": {"name": f"alpha-{suffix}", "labels": {wire.CUSTOM_VERSION_LABEL: "v1"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "none"}},
+            "namespace": namespace,
+            "containers": [{"name": "a", "image": k.OLD}],
+        },
+    }
+    from_beta = {
+        "apiVersion": V1BETA1,
+        "kind": "SidecarSet",
+        "metadata": {"name": f"beta-{suffix}"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "none"}},
+            "namespaceSelector": {"matchLabels": {"team": "x"}},
+            "customVersion": "v2",
+            "containers": [{"name": "b", "image": k.OLD}],
+        },
+    }
+    alpha_name = await sidecarsets.create(from_alpha)
+    beta_name = await sidecarsets.create(from_beta)
+
+    # etcd holds v1beta1 for both; what v1beta1 cannot say is kept in an annotation.
+    in_etcd = await stored(control_plane, alpha_name)
+    assert in_etcd is not None
+    assert in_etcd["apiVersion"] == V1BETA1
+    assert "namespace" not in in_etcd["spec"]
+    assert in_etcd["spec"]["namespaceSelector"] == {
+        "matchLabels": {wire.NAMESPACE_NAME_LABEL: namespace}
+    }
+    assert in_etcd["spec"]["customVersion"] == "v1"
+    assert json.loads(in_etcd["metadata"]["annotations"][conversion.NAMESPACE_ANNOTATION]) == {
+        "namespace": namespace
+    }
+    beta_in_etcd = await stored(control_plane, beta_name)
+    assert beta_in_etcd is not None
+    assert beta_in_etcd["apiVersion"] == V1BETA1
+    raw = await asyncio.to_thread(
+        kubectl_raw, control_plane, f"/apis/{V1BETA1}/sidecarsets/{alpha_name}"
+    )
+    assert raw["spec"]["namespaceSelector"] == in_etcd["spec"]["namespaceSelector"]
+
+    async def both_ways() -> dict[tuple[str, str], dict[str, Any]]:
+        return {
+            (name, version): meaning(await get_as(kube, version, name))
+            for name in (alpha_name, beta_name)
+            for version in (V1ALPHA1, V1BETA1)
+        }
+
+    before = await both_ways()
+    alpha_as_alpha = before[(alpha_name, V1ALPHA1)]
+    assert alpha_as_alpha["spec"]["namespace"] == namespace
+    assert "namespaceSelector" not in alpha_as_alpha["spec"]
+    assert alpha_as_alpha["labels"] == {wire.CUSTOM_VERSION_LABEL: "v1"}
+    assert conversion.NAMESPACE_ANNOTATION not in alpha_as_alpha["annotations"]
+    beta_as_alpha = before[(beta_name, V1ALPHA1)]
+    assert beta_as_alpha["labels"] == {wire.CUSTOM_VERSION_LABEL: "v2"}
+    assert "customVersion" not in beta_as_alpha["spec"]
+    assert beta_as_alpha["spec"]["namespaceSelector"] == {"matchLabels": {"team": "x"}}
+
+    # The operator down: v1beta1 reads (the stored version) work, v1alpha1 reads fail.
+    operator.kill()
+    try:
+        assert meaning(await get_as(kube, V1BETA1, alpha_name)) == before[(alpha_name, V1BETA1)]
+        with pytest.raises(errors.ApiError) as refused:
+            await get_as(kube, V1ALPHA1, alpha_name)
+        assert "conversion webhook" in str(refused.value)
+        listed = await kube.get(path(V1BETA1))
+        assert {alpha_name, beta_name} <= {i["metadata"]["name"] for i in listed["items"]}
+        with pytest.raises(errors.ApiError):  # a write needing conversion stores nothing
+            await kube.create(
+                path(V1ALPHA1),
+                {**from_alpha, "metadata": {"name": f"down-{suffix}"}},
+            )
+        assert await stored(control_plane, f"down-{suffix}") is None
+    finally:
+        operator.start()
+    after_operator = await wait_for(
+        both_ways, lambda seen: seen == before, timeout=30, what="both versions readable again"
+    )
+    assert after_operator == before
+
+    # kube-apiserver restarted: everything still readable through both versions.
+    await asyncio.to_thread(control_plane.down, names=["kube-apiserver"], progress=lambda _m: None)
+    await asyncio.to_thread(control_plane.up, progress=lambda _m: None)
+    after_apiserver = await wait_for(
+        both_ways, lambda seen: seen == before, timeout=60, what="both versions after a restart"
+    )
+    assert after_apiserver == before
+    assert (await stored(control_plane, alpha_name) or {}).get("apiVersion") == V1BETA1
+
+
+async def test_the_crd_serves_both_versions_and_points_conversion_at_the_operator(
+    kube: KubeClient,
+) -> None:
+    crd = await kube.get(
+        resource_path(
+            "apiextensions.k8s.io/v1",
+            "customresourcedefinitions",
+            name="sidecarsets.apps.kruise.io",
+        )
+    )
+    versions = {v["name"]: (v["served"], v["storage"]) for v in crd["spec"]["versions"]}
+    assert versions == {"v1alpha1": (True, False), "v1beta1": (True, True)}
+    webhook = crd["spec"]["conversion"]["webhook"]
+    assert crd["spec"]["conversion"]["strategy"] == "Webhook"
+    assert webhook["clientConfig"]["url"].startswith("https://127.0.0.1:")
+    assert webhook["clientConfig"]["caBundle"]
+    assert "service" not in webhook["clientConfig"]
+    assert "v1beta1" in crd["status"]["storedVersions"]
+
+
+async def test_a_kruise_v1beta1_manifest_with_a_bad_custom_version_is_refused_clearly(
+    kube: KubeClient, namespace: str
+) -> None:
+    body = with_filebeat_image(
+        conversion.to_v1beta1(
+            k.scoped(k.load("tests/fixtures/filebeat-sidecarset.yaml")[0], namespace)
+        ),
+        k.OLD,
+    )
+    body["spec"]["updateStrategy"] = {"partition": "120%"}
+    with pytest.raises(errors.Invalid) as refused:
+        await kube.create(path(V1BETA1), body)
+    assert "partition" in str(refused.value)
