@@ -41,6 +41,7 @@ from typing import Any, Final
 from sidecarset.core import wire
 
 __all__ = [
+    "API_GROUP",
     "CUSTOM_VERSION_LABEL_ANNOTATION",
     "NAMESPACE_ANNOTATION",
     "RESERVED_ANNOTATION_PREFIX",
@@ -54,6 +55,7 @@ __all__ = [
     "to_v1beta1",
 ]
 
+API_GROUP: Final = "apps.kruise.io"
 V1ALPHA1: Final = "apps.kruise.io/v1alpha1"
 V1BETA1: Final = "apps.kruise.io/v1beta1"
 VERSIONS: Final = (V1ALPHA1, V1BETA1)
