@@ -380,7 +380,8 @@ class SidecarSetSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     selector: LabelSelector | None = None
     """Pods whose labels match get the sidecars at creation. Required and non-empty."""
     namespace: str = ""
-    """Only pods in this namespace (v1alpha1). Cannot be combined with `namespaceSelector`."""
+    """Only pods in this namespace (v1alpha1 only; v1beta1 says it with `namespaceSelector`).
+    Cannot be combined with `namespaceSelector`."""
     namespace_selector: LabelSelector | None = None
     """Only pods in namespaces whose labels match; unset means every namespace."""
     init_containers: tuple[SidecarContainer, ...] = ()
