@@ -9,7 +9,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOK_LATENCY = Histogram(
     "sidecarset_webhook_request_duration_seconds",
-    "Time to answer one AdmissionReview, by webhook.",
+    "Time to answer one AdmissionReview or ConversionReview, by webhook.",
     ["webhook"],
     # Fine below 5 ms, where a healthy webhook answers (the budget is 2 ms at p99).
     buckets=(
