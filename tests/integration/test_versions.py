@@ -13,6 +13,7 @@ import asyncio
 import base64
 import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -400,3 +401,80 @@ async def test_the_cli_steers_a_v1beta1_sidecarset_and_reads_it_while_the_operat
         assert name in status.out
     finally:
         operator.start()
+
+
+async def put_in_etcd(control_plane: ControlPlane, obj: dict[str, Any]) -> None:
+    """Store `obj` as it is, bypassing the API server: what Kruise 1.8 or an earlier version of
+    this operator (storage v1alpha1) left behind."""
+    key = f"/registry/apps.kruise.io/sidecarsets/{obj['metadata']['name']}"
+    url = f"http://127.0.0.1:{control_plane.state().ports['etcd']}/v3/kv/put"
+    body = {
+        "key": base64.b64encode(key.encode()).decode(),
+        "value": base64.b64encode(json.dumps(obj).encode()).decode(),
+    }
+    async with aiohttp.ClientSession() as session, session.post(url, json=body) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def test_objects_stored_as_v1alpha1_are_read_at_start_and_migrate_to_v1beta1(
+    kube: KubeClient,
+    namespace: str,
+    sidecarsets: k.SidecarSets,
+    control_plane: ControlPlane,
+    operator: OperatorHandle,
+) -> None:
+    """The bootstrap trap: the operator lists SidecarSets through v1beta1, and an object stored
+    as v1alpha1 needs the operator's own conversion webhook for that. It starts its server and
+    points the CRD at it before its informers, so it starts, reads the object and reports it."""
+    name = f"legacy-{namespace[-5:]}"
+    legacy = {
+        "apiVersion": V1ALPHA1,
+        "kind": "SidecarSet",
+        "metadata": {
+            "name": name,
+            "uid": str(uuid.uuid4()),
+            "generation": 1,
+            "creationTimestamp": "2024-01-01T00:00:00Z",
+            "labels": {wire.CUSTOM_VERSION_LABEL: "legacy"},
+        },
+        "spec": {
+            "selector": {"matchLabels": {"inject": "filebeat"}},
+            "namespace": namespace,
+            "containers": [{"name": "filebeat", "image": k.OLD}],
+        },
+    }
+    operator.kill()
+    try:
+        await put_in_etcd(control_plane, legacy)
+        sidecarsets.names.append(name)
+        assert (await stored(control_plane, name) or {}).get("apiVersion") == V1ALPHA1
+        with pytest.raises(errors.ApiError, match="conversion webhook"):
+            await get_as(kube, V1BETA1, name)  # needs the operator, which is down
+    finally:
+        operator.start()  # blocks until it is ready: its informers listed through v1beta1
+    as_beta = await get_as(kube, V1BETA1, name)
+    assert as_beta["spec"]["namespaceSelector"] == {
+        "matchLabels": {wire.NAMESPACE_NAME_LABEL: namespace}
+    }
+    assert as_beta["spec"]["customVersion"] == "legacy"
+    as_alpha = await get_as(kube, V1ALPHA1, name)
+    assert as_alpha["spec"]["namespace"] == namespace
+    assert as_alpha["metadata"]["labels"] == {wire.CUSTOM_VERSION_LABEL: "legacy"}
+    await wait_for(
+        lambda: get_as(kube, V1BETA1, name),
+        lambda s: (s.get("status") or {}).get("observedGeneration") == 1,
+        timeout=30,
+        what="the controller reporting the legacy SidecarSet",
+    )
+    [injected] = await k.create_ready(kube, namespace, k.pod("p1"))
+    # Injected (after the app: the object was stored without the defaulting webhook).
+    assert sorted(c["name"] for c in injected["spec"]["containers"]) == ["app", "filebeat"]
+
+    # Migrating the stored form: one write through v1beta1, and etcd holds v1beta1.
+    current = await get_as(kube, V1BETA1, name)
+    await kube.replace(path(V1BETA1, name), current)
+    migrated = await stored(control_plane, name)
+    assert migrated is not None
+    assert migrated["apiVersion"] == V1BETA1
+    assert "namespace" not in migrated["spec"]
+    assert meaning(await get_as(kube, V1ALPHA1, name))["spec"]["namespace"] == namespace
