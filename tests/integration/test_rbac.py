@@ -356,6 +356,22 @@ async def test_the_webhook_certificate_secret_is_created_and_rotated_with_the_ch
         pytest.param(
             "create", "apiextensions.k8s.io", "customresourcedefinitions", "", "", id="crds"
         ),
+        pytest.param(
+            "patch",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+            "clonesets.apps.kruise.io",
+            id="other-crds",
+        ),
+        pytest.param(
+            "delete",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            "",
+            "sidecarsets.apps.kruise.io",
+            id="delete-crd",
+        ),
         pytest.param("create", "", "namespaces", "", "", id="create-namespaces"),
         pytest.param("delete", "", "pods", "default", "x", id="delete-pods"),
         pytest.param("create", "", "pods", "default", "", id="create-pods"),
@@ -440,7 +456,13 @@ async def test_without_the_webhook_rules_the_operator_exits_naming_the_permissio
     identity = await chart_identity(
         without=lambda _kind, rule: "mutatingwebhookconfigurations" in rule["resources"]
     )
-    operator = operator_as(identity)
+    await exits_naming(
+        operator_as(identity), 'cannot patch resource "mutatingwebhookconfigurations"'
+    )
+
+
+async def exits_naming(operator: OperatorProcess, refusal: str) -> None:
+    """The operator stops (exit 1, never ready), logging the refusal once as an error."""
     assert await operator.exited() == 1
     assert not operator.ready_file.exists()
     (record,) = [
@@ -449,7 +471,36 @@ async def test_without_the_webhook_rules_the_operator_exits_naming_the_permissio
         if r.get("event") == "permission denied; check the operator's RBAC"
     ]
     assert record["level"] == "error"
-    assert 'cannot patch resource "mutatingwebhookconfigurations"' in record["error"]
+    assert refusal in record["error"]
+
+
+async def test_without_the_crd_rule_the_operator_exits_naming_the_permission(
+    kube: KubeClient, chart_identity: Install, operator_as: Callable[[Identity], OperatorProcess]
+) -> None:
+    """The operator must point the CRD's conversion webhook at itself; refused, it stops."""
+    await kube.patch(  # as on a fresh install: the CRD points at the chart's placeholder
+        operator_run.crd_path(),
+        {
+            "spec": {
+                "conversion": {
+                    "webhook": {
+                        "clientConfig": {
+                            "url": None,
+                            "caBundle": None,
+                            "service": {
+                                "namespace": "sidecarset-system",
+                                "name": "sidecarset-webhook",
+                            },
+                        }
+                    }
+                }
+            }
+        },
+    )
+    identity = await chart_identity(
+        without=lambda _kind, rule: "customresourcedefinitions" in rule["resources"]
+    )
+    await exits_naming(operator_as(identity), 'cannot get resource "customresourcedefinitions"')
 
 
 async def test_without_the_pod_rule_the_operator_stays_unready_naming_the_permission(

@@ -22,7 +22,7 @@ import msgspec
 
 from sidecarset.app import inject_webhook, reconciler
 from sidecarset.app.projections import SidecarSetEntry
-from sidecarset.core import defaults, injection, model, validation
+from sidecarset.core import conversion, defaults, injection, model, validation
 from sidecarset.core import revisions as revision_history
 from sidecarset.core.errors import ModelError
 
@@ -126,9 +126,14 @@ def sidecarset_from_manifest(
     included), and with the `status.latestRevision` the controller gives it (from `revisions`,
     the ControllerRevisions known), which injection records in every pod.
 
-    Raises `ManifestError` when it cannot be parsed.
+    Either served version is read; the entry holds the internal (v1alpha1) form. Raises
+    `ManifestError` when it cannot be parsed.
     """
-    defaulted = defaults.apply_defaults(manifest.body)
+    try:
+        internal = conversion.to_internal(manifest.body)
+    except conversion.ConversionError as err:
+        raise ManifestError(manifest, f"not a valid SidecarSet: {err}") from None
+    defaulted = defaults.apply_defaults(internal)
     try:
         parsed = model.parse_sidecarset(defaulted)
         if not parsed.status.latest_revision:

@@ -1,8 +1,9 @@
 """How each watched resource is held in memory: decoders from list/watch bytes to projections.
 
-- SidecarSets: the raw object (needed to compute defaulting patches and revisions) plus the
-  parsed model. One that fails to parse (stored before our webhook existed) is kept with its
-  error, so it is reported instead of silently ignored.
+- SidecarSets: the raw object in its internal (v1alpha1) form, whichever version it was read
+  through (needed to compute revisions and status writes), plus the parsed model. One that
+  fails to parse (stored before our webhook existed) is kept with its error, so it is reported
+  instead of silently ignored.
 - Namespaces: name and labels only (namespaceSelector matching).
 - Pods: `core.podview.PodView`, decoded straight from the stream; unknown fields never become
   Python objects (about 3 KB a pod instead of 60 KB for a full dict).
@@ -16,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from sidecarset.core import model
+from sidecarset.core import conversion, model
 from sidecarset.core.errors import ModelError
 from sidecarset.core.podview import PodView
 from sidecarset.shell.informer import DictCodec, ListPage, StructCodec, WatchEvent
@@ -36,9 +37,13 @@ class SidecarSetEntry:
 
 def entry(raw: dict[str, Any]) -> SidecarSetEntry:
     try:
-        return SidecarSetEntry(raw, model.parse_sidecarset(raw))
-    except ModelError as err:
+        internal = conversion.to_internal(raw)
+    except conversion.ConversionError as err:
         return SidecarSetEntry(raw, None, str(err))
+    try:
+        return SidecarSetEntry(internal, model.parse_sidecarset(internal))
+    except ModelError as err:
+        return SidecarSetEntry(internal, None, str(err))
 
 
 class SidecarSetCodec:

@@ -1,11 +1,19 @@
 """Assembles each mode of the operator in one TaskGroup, started in phases.
 
 1. the probe server (so /healthz answers while the rest starts; /readyz stays false);
-2. informers, waited for until synced (a webhook answering from an empty cache would create pods
-   without their sidecars);
-3. the webhook server, then the webhook configurations pointing at it;
+2. the webhook server, and the SidecarSet CRD's conversion webhook pointed at it: conversions
+   are answered at once, admission reviews only once the caches are synced. This comes before
+   the informers because their first LIST may itself need a conversion (objects stored as
+   v1alpha1 by older versions, read through v1beta1): waiting for the caches first would wait
+   for ourselves;
+3. informers, waited for until synced (a webhook answering from an empty cache would create pods
+   without their sidecars), then the admission webhook configurations;
 4. under the Lease, the controller.
 Stopping cancels the group: the controller first loses its lease, servers drain.
+
+SidecarSets are read and their status written through v1beta1, the storage version, so the
+operator's own reads need no conversion for objects stored as v1beta1; the decisions read the
+internal form (`core.conversion.to_internal`).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from sidecarset.app.projections import (
 )
 from sidecarset.app.settings import Mode, OperatorSettings
 from sidecarset.app.sidecarset_webhook import SidecarSetAdmission
-from sidecarset.core import wire
+from sidecarset.core import conversion, wire
 from sidecarset.core.podview import PodView
 from sidecarset.shell import httpserver
 from sidecarset.shell.clock import RealClock
@@ -45,9 +53,10 @@ from sidecarset.shell.kube.credentials import CredentialsError
 
 log = structlog.get_logger("sidecarset.operator")
 
-SIDECARSETS = resource_path("apps.kruise.io/v1alpha1", "sidecarsets")
+SIDECARSETS = resource_path(conversion.V1BETA1, "sidecarsets")
 CRD_PATH = Path(__file__).resolve().parent.parent / "manifests" / "crd.yaml"
 FIELD_MANAGER = "sidecarset-operator"
+CRD_API = "apiextensions.k8s.io/v1"
 
 
 async def connect(settings: OperatorSettings) -> KubeClient:
@@ -58,11 +67,22 @@ async def connect(settings: OperatorSettings) -> KubeClient:
     )
 
 
+def crd_path() -> str:
+    return resource_path(CRD_API, "customresourcedefinitions", name=webhooks_config.SIDECARSET_CRD)
+
+
 async def install_crd(client: KubeClient) -> None:
+    """Apply the bundled CRD, keeping the live conversion webhook if there is one: pointing it
+    is `point_conversion`'s job, so a replica serving no webhooks never points it away."""
     crd = yaml.safe_load(CRD_PATH.read_text())
-    path = resource_path(
-        "apiextensions.k8s.io/v1", "customresourcedefinitions", name=crd["metadata"]["name"]
-    )
+    path = crd_path()
+    try:
+        live = await client.get(path)
+    except errors.NotFound:
+        live = {}
+    conversion_now = (live.get("spec") or {}).get("conversion") or {}
+    if conversion_now.get("strategy") == "Webhook":
+        crd["spec"]["conversion"] = conversion_now
     await client.apply(path, crd, field_manager=FIELD_MANAGER)
     for _ in range(100):
         got = await client.get(path)
@@ -72,6 +92,44 @@ async def install_crd(client: KubeClient) -> None:
             return
         await asyncio.sleep(0.1)
     raise RuntimeError("the SidecarSet CRD did not become Established")
+
+
+CRD_SETTLE_SECONDS = 2.0
+"""After a CRD change the API server keeps serving the watches opened before it from storage
+built with the old conversion settings, for about a second (until its crdHandler tears that
+storage down); events those watches cannot convert are dropped for them. Informers started
+inside that window could miss a SidecarSet, so they start after it."""
+
+
+async def point_conversion(client: KubeClient, endpoint: webhooks_config.Endpoint) -> bool:
+    """Point the installed CRD's conversion webhook at us, with our CA (every start, like the
+    admission webhook configurations, so the caBundle follows the certificate Secret). True
+    when the CRD had to change.
+
+    A merge patch, not server-side apply: it must also remove the `url` or `service` it
+    replaces, which belongs to whoever installed the CRD (server-side apply cannot remove
+    another manager's field)."""
+    patch = webhooks_config.crd_conversion(endpoint)
+    try:
+        live = await client.get(crd_path())
+    except errors.NotFound:
+        raise RuntimeError(
+            f"the SidecarSet CRD {webhooks_config.SIDECARSET_CRD} is not installed; install the "
+            "chart (its crds/) or run the operator with --install-crd"
+        ) from None
+    wanted = patch["spec"]["conversion"]
+    config = {k: v for k, v in wanted["webhook"]["clientConfig"].items() if v is not None}
+    current = (live.get("spec") or {}).get("conversion") or {}
+    if (
+        current.get("strategy") == wanted["strategy"]
+        and (current.get("webhook") or {}).get("clientConfig") == config
+        and (current.get("webhook") or {}).get("conversionReviewVersions")
+        == wanted["webhook"]["conversionReviewVersions"]
+    ):
+        return False
+    await client.patch(crd_path(), patch)
+    log.info("CRD conversion webhook pointed at this operator", crd=webhooks_config.SIDECARSET_CRD)
+    return True
 
 
 async def ensure_namespace(client: KubeClient, name: str) -> None:
@@ -140,19 +198,24 @@ class Operator:
         await probes.start()
         try:
             if s.install_crd:
-                await install_crd(self.client)
                 await ensure_namespace(self.client, s.namespace)
-            async with asyncio.TaskGroup() as tg:
-                for informer in self.informers():
-                    tg.create_task(informer.run())
-                for informer in self.informers():
-                    await informer.store.synced.wait()
-                log.info(
-                    "caches synced",
-                    sidecarsets=len(self.sidecarsets.store),
-                    pods=len(self.pods.store) if self.pods else None,
-                )
-                async with self._webhooks():
+            async with self._webhook_server() as endpoint:
+                if s.install_crd:
+                    await install_crd(self.client)
+                if endpoint is not None and await point_conversion(self.client, endpoint):
+                    await asyncio.sleep(CRD_SETTLE_SECONDS)
+                async with asyncio.TaskGroup() as tg:
+                    for informer in self.informers():
+                        tg.create_task(informer.run())
+                    for informer in self.informers():
+                        await informer.store.synced.wait()
+                    log.info(
+                        "caches synced",
+                        sidecarsets=len(self.sidecarsets.store),
+                        pods=len(self.pods.store) if self.pods else None,
+                    )
+                    if endpoint is not None:
+                        await self._register(endpoint)
                     if s.ready_file is not None:
                         write_ready_file(s.ready_file, webhook=self.webhook_port, probe=probes.port)
                     if s.mode in (Mode.ALL, Mode.CONTROLLER):
@@ -164,10 +227,12 @@ class Operator:
             await probes.stop()
 
     @contextlib.asynccontextmanager
-    async def _webhooks(self) -> AsyncIterator[None]:
+    async def _webhook_server(self) -> AsyncIterator[webhooks_config.Endpoint | None]:
+        """The HTTPS server (admission and conversion) and where the API server reaches it;
+        None in a mode that serves no webhooks."""
         s = self.settings
         if s.mode not in (Mode.ALL, Mode.WEBHOOK):
-            yield
+            yield None
             return
         if s.local:
             material = certificates.load_or_create_local(
@@ -211,6 +276,13 @@ class Operator:
                 ),
             ],
             ready=self.synced,
+            conversions=(
+                httpserver.ConversionRoute(
+                    webhooks_config.SIDECARSET_CONVERT_PATH,
+                    "convert-sidecarset",
+                    conversion.convert,
+                ),
+            ),
         )
         server = httpserver.Server(app, host, s.webhook_port, tls.context)
         await server.start()
@@ -229,8 +301,7 @@ class Operator:
                     service_name=s.service_name,
                 )
                 keeper = asyncio.create_task(certificates.keep_fresh(store, tls))
-            await self._register(endpoint)
-            yield
+            yield endpoint
         finally:
             self.serving = False
             if keeper is not None:
@@ -274,6 +345,9 @@ async def run(settings: OperatorSettings) -> None:
             await operator.run()
         except asyncio.CancelledError:
             log.info("stopping")
+        except errors.Forbidden as refused:  # before the TaskGroup: pointing the CRD
+            log.error("permission denied; check the operator's RBAC", error=str(refused))
+            raise SystemExit(1) from None
         except BaseExceptionGroup as group:
             forbidden = group.subgroup(errors.Forbidden)
             if forbidden is None:

@@ -4,6 +4,8 @@ Defaulting fills the defaults (behaviour.md §1.7) and (re)computes the two hash
 injected by Kruise are recognised as up to date. Validation returns every problem at once, each
 naming its field, plus warnings for edits that are allowed but will not reach running pods.
 Peers (for conflicts) and revisions (for pinned injection) come from the synced stores.
+Both served versions are handled the same way: the object is converted to the internal form,
+defaulted or validated there, and a defaulting patch is computed in the version it came in.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import msgspec
 from sidecarset.app import revision_lookup
 from sidecarset.app.projections import SidecarSetEntry
 from sidecarset.app.settings import OperatorSettings
-from sidecarset.core import defaults, model, validation
+from sidecarset.core import conversion, defaults, model, validation
 from sidecarset.core.errors import ModelError
 from sidecarset.core.injection import RevisionLookupFailed
 from sidecarset.shell import admission
@@ -119,13 +121,16 @@ class SidecarSetAdmission:
         if request.object is None or request.operation not in ("CREATE", "UPDATE"):
             return admission.allowed()
         try:
-            model.parse_sidecarset(request.object)
-        except ModelError:
+            internal = conversion.to_internal(request.object)
+            model.parse_sidecarset(internal)
+        except (ModelError, conversion.ConversionError):
             # Mutating webhooks run before the CRD schema is checked, so wrong JSON types do
             # reach us, and a defaulting patch onto them might not apply. Leave the object as
             # it is: the schema and the validating webhook refuse it, naming every problem.
             return admission.allowed()
-        defaulted = defaults.apply_defaults(request.object)
+        defaulted = defaults.apply_defaults(internal)
+        if request.object.get("apiVersion") == conversion.V1BETA1:
+            defaulted = conversion.to_v1beta1(defaulted)
         return admission.patched(defaulting_patch(request.object, defaulted))
 
     async def validate(self, request: admission.AdmissionRequest) -> admission.AdmissionResponse:
@@ -134,8 +139,11 @@ class SidecarSetAdmission:
         # Validate what will be stored: the defaulting webhook ran first, but defaulting again
         # is idempotent and makes the validator correct on its own (e.g. under `kubectl
         # --dry-run=server` with another mutating chain).
-        new = defaults.apply_defaults(request.object)
-        old = request.old_object
+        try:
+            new = defaults.apply_defaults(conversion.to_internal(request.object))
+            old = None if request.old_object is None else conversion.to_internal(request.old_object)
+        except conversion.ConversionError as err:
+            return admission.invalid(f"SidecarSet {_name(request.object)!r} is invalid: {err}")
         name = _name(request.object)
         peers = [
             entry.sidecarset

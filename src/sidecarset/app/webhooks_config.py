@@ -13,6 +13,12 @@
 - `reinvocationPolicy: IfNeeded` on pods: if a later mutating webhook adds a container or
   volume, we run again so shared volume mounts and transferred env see the final pod.
 
+- SidecarSet admission covers both served versions (v1alpha1, v1beta1), so a request reaches us
+  in the version it was made in, never through a conversion.
+- The CRD's conversion webhook (`crd_conversion`) points at the same server and CA. It has no
+  failure policy: while no replica answers, reads and writes that need a conversion fail (the
+  API server stores nothing half converted); reads in the stored version keep working.
+
 Every replica server-side applies both configurations at start. In a cluster the Helm chart
 creates them empty beforehand, so the operator needs only `patch` on these two names (`create`
 cannot be limited to a name) and `helm uninstall` deletes them.
@@ -30,6 +36,9 @@ VALIDATING_NAME = "sidecarset-validating"
 POD_PATH = "/mutate-pod"
 SIDECARSET_MUTATE_PATH = "/mutate-apps-kruise-io-sidecarset"
 SIDECARSET_VALIDATE_PATH = "/validate-apps-kruise-io-sidecarset"
+SIDECARSET_CONVERT_PATH = "/convert-apps-kruise-io-sidecarset"
+SIDECARSET_CRD = "sidecarsets.apps.kruise.io"
+SIDECARSET_VERSIONS = ["v1alpha1", "v1beta1"]
 OPT_OUT_LABEL = "sidecarset.kruise.io/inject"
 ALWAYS_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 TIMEOUT_SECONDS = 5
@@ -115,7 +124,7 @@ def mutating_configuration(
                 "rules": [
                     {
                         "apiGroups": ["apps.kruise.io"],
-                        "apiVersions": ["v1alpha1"],
+                        "apiVersions": SIDECARSET_VERSIONS,
                         "operations": ["CREATE", "UPDATE"],
                         "resources": ["sidecarsets"],
                         "scope": "Cluster",
@@ -145,7 +154,7 @@ def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
                 "rules": [
                     {
                         "apiGroups": ["apps.kruise.io"],
-                        "apiVersions": ["v1alpha1"],
+                        "apiVersions": SIDECARSET_VERSIONS,
                         "operations": ["CREATE", "UPDATE"],
                         "resources": ["sidecarsets"],
                         "scope": "Cluster",
@@ -157,4 +166,26 @@ def validating_configuration(endpoint: Endpoint) -> dict[str, Any]:
                 "timeoutSeconds": TIMEOUT_SECONDS,
             }
         ],
+    }
+
+
+def crd_conversion(endpoint: Endpoint) -> dict[str, Any]:
+    """The JSON merge patch pointing the SidecarSet CRD's conversion webhook at `endpoint`.
+
+    Only `spec.conversion`: the CRD's other fields stay with whoever installed it (the Helm
+    chart, or the operator's `--install-crd`). The other kind of address (`url` or `service`)
+    is removed (null), since a client config must have exactly one."""
+    config = endpoint.client_config(SIDECARSET_CONVERT_PATH)
+    config.setdefault("url", None)
+    config.setdefault("service", None)
+    return {
+        "spec": {
+            "conversion": {
+                "strategy": "Webhook",
+                "webhook": {
+                    "conversionReviewVersions": ["v1"],
+                    "clientConfig": config,
+                },
+            }
+        },
     }

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from sidecarset.core import model, revisions, wire
+from sidecarset.core import conversion, model, revisions, wire
 from sidecarset.core.podview import PodKey, PodView
 from sidecarset.core.rollout import ImageChange, PodConditionUpdate, PodUpdate
 from sidecarset.shell import metrics
@@ -45,7 +45,9 @@ of any condition's status is written at once."""
 WRITE_CONCURRENCY = 16
 """Pod writes of one round in flight at once: enough to keep the client's QPS limit busy over a
 loopback or in-cluster round trip of a few milliseconds, few enough to be no burst."""
-SIDECARSETS_API = "apps.kruise.io/v1alpha1"
+SIDECARSETS_API = conversion.V1BETA1
+"""The storage version (as Kruise 1.9): status writes need no conversion; owner references and
+events name the SidecarSet as Kruise 1.9 does."""
 
 
 def pod_patch(update: PodUpdate) -> dict[str, Any]:

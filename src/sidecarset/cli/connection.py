@@ -3,6 +3,10 @@
 `Cluster` wraps `KubeClient` for the CLI: every call names what it attempted, and every
 `ApiError` (unreachable, unauthorized, forbidden, not found, the SidecarSet API missing) becomes
 a `CliError` saying so and what to check.
+
+SidecarSets are read and patched through v1beta1, the storage version, so the commands need no
+conversion (they work while the operator is down); a cluster whose CRD serves only v1alpha1
+(an older install) is read through v1alpha1. Decisions parse either version into one model.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, TypeVar
 from sidecarset.app.projections import POD_CODEC
 from sidecarset.cli.errors import CliError
 from sidecarset.cli.options import Target
-from sidecarset.core import model, wire
+from sidecarset.core import conversion, wire
 from sidecarset.core.podview import PodView
 from sidecarset.shell.informer import DictCodec
 from sidecarset.shell.kube import errors
@@ -24,7 +28,8 @@ from sidecarset.shell.kube.client import MERGE_PATCH, KubeClient, resource_path
 
 T = TypeVar("T")
 
-SIDECARSETS = ("apps.kruise.io/v1alpha1", "sidecarsets")
+SIDECARSET_VERSIONS = (conversion.V1BETA1, conversion.V1ALPHA1)
+"""Tried in this order: the storage version first."""
 CONTROLLER_REVISIONS = ("apps/v1", "controllerrevisions")
 
 
@@ -33,6 +38,22 @@ class Cluster:
 
     def __init__(self, client: KubeClient) -> None:
         self.client = client
+        self.sidecarset_version = SIDECARSET_VERSIONS[0]
+        """The version SidecarSets are read and patched through (the first served one)."""
+
+    def _sidecarsets_path(self, name: str | None = None) -> str:
+        return resource_path(self.sidecarset_version, "sidecarsets", name=name)
+
+    async def _with_served_version(self, request: Callable[[], Awaitable[T]]) -> T:
+        """Run `request`; if this cluster does not serve the version, try the next one."""
+        for version in SIDECARSET_VERSIONS:
+            self.sidecarset_version = version
+            try:
+                return await request()
+            except errors.NotFound as err:
+                if not _api_missing_error(err) or version == SIDECARSET_VERSIONS[-1]:
+                    raise
+        raise AssertionError("unreachable")
 
     def failure(self, what: str, err: errors.ApiError) -> CliError:
         match err:
@@ -61,12 +82,12 @@ class Cluster:
 
     async def sidecarset(self, name: str) -> dict[str, Any]:
         """The SidecarSet object; a missing one (or a missing API) is a clear error."""
-        path = resource_path(*SIDECARSETS, name=name)
         try:
-            return await self.client.get(path)
+            return await self._with_served_version(
+                lambda: self.client.get(self._sidecarsets_path(name))
+            )
         except errors.NotFound as err:
-            details = err.body.get("details") if isinstance(err.body, dict) else None
-            if isinstance(details, dict) and details.get("name") == name:
+            if not _api_missing_error(err):
                 raise CliError(
                     f"SidecarSet {name!r} not found; list them with `sidecarset status`"
                 ) from err
@@ -76,7 +97,9 @@ class Cluster:
 
     async def sidecarsets(self) -> list[dict[str, Any]]:
         try:
-            return await self.list_objects(resource_path(*SIDECARSETS))
+            return await self._with_served_version(
+                lambda: self.list_objects(self._sidecarsets_path())
+            )
         except errors.NotFound as err:
             raise _api_missing() from err
         except errors.ApiError as err:
@@ -115,7 +138,7 @@ class Cluster:
         )
 
     async def patch_sidecarset(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        path = resource_path(*SIDECARSETS, name=name)
+        path = self._sidecarsets_path(name)
         try:
             return await self.client.patch(path, body, content_type=MERGE_PATCH)
         except errors.Conflict as err:
@@ -130,9 +153,15 @@ class Cluster:
             raise self.failure(f"patch SidecarSet {name!r}", err) from err
 
 
+def _api_missing_error(err: errors.NotFound) -> bool:
+    """A 404 for the resource type itself, not for a named object (which carries its name)."""
+    details = err.body.get("details") if isinstance(err.body, dict) else None
+    return not (isinstance(details, dict) and details.get("name"))
+
+
 def _api_missing() -> CliError:
     return CliError(
-        f"this cluster does not serve the SidecarSet API ({model.API_VERSION}); "
+        f"this cluster does not serve the SidecarSet API ({' or '.join(SIDECARSET_VERSIONS)}); "
         "is the operator (and its CRD) installed?"
     )
 

@@ -40,6 +40,16 @@ from sidecarset.shell.kube.client import resource_path
 SUFFIXES = (".yaml", ".yml", ".json")
 STDIN = "-"
 
+FilenamesOption = Annotated[
+    list[str],
+    typer.Option(
+        "-f",
+        "--filename",
+        help="A manifest file, a directory of them, or - for standard input (repeatable).",
+        show_default=False,
+    ),
+]
+
 
 # --- reading ----------------------------------------------------------------------------------
 
@@ -199,15 +209,7 @@ async def _cluster_revisions(cluster: Cluster, namespace: str) -> list[dict[str,
 
 def inject(
     ctx: typer.Context,
-    filenames: Annotated[
-        list[str],
-        typer.Option(
-            "-f",
-            "--filename",
-            help="A manifest file, a directory of them, or - for standard input (repeatable).",
-            show_default=False,
-        ),
-    ],
+    filenames: FilenamesOption,
     from_cluster: Annotated[
         bool,
         typer.Option(

@@ -29,6 +29,7 @@ CLUSTER_COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("sidecarset.cli.rollout", "resume"),
     "history": ("sidecarset.cli.rollout", "history"),
     "rollback": ("sidecarset.cli.rollout", "rollback"),
+    "convert": ("sidecarset.cli.convert", "convert"),
 }
 
 

@@ -1,10 +1,14 @@
-"""The SidecarSet API object (apps.kruise.io/v1alpha1) as frozen msgspec values.
+"""The SidecarSet API object as frozen msgspec values, in its internal (v1alpha1) form.
 
 Every spec field of the Kruise type is here with its wire name. Containers, init containers and
 volumes are schemaless in the CRD, so each carries its JSON body verbatim (`body`, what gets
 injected into pods) next to a typed view of the fields our decisions read. Strategy strings stay
 strings: Kruise accepts unknown `updateStrategy.type` values, and validation, not decoding, reports
 unsupported enum values with their field path. Used by every other core module.
+
+v1beta1 objects are parsed through `conversion.to_internal`, so every decision reads the same
+model whichever version a SidecarSet was written in: `spec.namespace` holds a namespace recorded
+by the conversion, the custom version is the v1alpha1 label (`custom_version`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TypeAlias, TypeVar, cast
 
 import msgspec
 
-from sidecarset.core import wire
+from sidecarset.core import conversion, wire
 from sidecarset.core.errors import FieldError, ModelError
 
 __all__ = [
@@ -376,7 +380,8 @@ class SidecarSetSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     selector: LabelSelector | None = None
     """Pods whose labels match get the sidecars at creation. Required and non-empty."""
     namespace: str = ""
-    """Only pods in this namespace (v1alpha1). Cannot be combined with `namespaceSelector`."""
+    """Only pods in this namespace (v1alpha1 only; v1beta1 says it with `namespaceSelector`).
+    Cannot be combined with `namespaceSelector`."""
     namespace_selector: LabelSelector | None = None
     """Only pods in namespaces whose labels match; unset means every namespace."""
     init_containers: tuple[SidecarContainer, ...] = ()
@@ -457,7 +462,7 @@ class SidecarSet(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 def parse_sidecarset(obj: Mapping[str, object]) -> SidecarSet:
-    """Decode a SidecarSet from its JSON object (as read from the API or a manifest).
+    """Decode a SidecarSet of either served version from its JSON object (API or manifest).
 
     Unknown fields are ignored and JSON `null`s count as absent, as Go's decoder treats them for
     non-pointer fields. Container and volume bodies are deep copies, so later changes to `obj`
@@ -466,6 +471,11 @@ def parse_sidecarset(obj: Mapping[str, object]) -> SidecarSet:
     """
     if not isinstance(obj, Mapping):
         raise ModelError(FieldError.type_invalid("", _type_name(obj), "expected a JSON object"))
+    if obj.get("apiVersion") == conversion.V1BETA1:
+        try:
+            obj = conversion.to_internal(obj)
+        except conversion.ConversionError as err:
+            raise ModelError(FieldError.type_invalid(err.field, msgspec.UNSET, str(err))) from None
     cleaned = _drop_nulls(obj)
     assert isinstance(cleaned, dict)
     try:

@@ -81,27 +81,41 @@ def errored(message: str, *, code: int = 500) -> AdmissionResponse:
     return AdmissionResponse(allowed=False, code=code, message=message, reason="InternalError")
 
 
-def decode(body: bytes) -> AdmissionRequest:
+def read_request(
+    body: bytes, api_version: str, kind: str, malformed: type[ValueError]
+) -> tuple[dict[str, Any], str]:
+    """The `request` of a review body and its uid, else `malformed(why)`: bounded in size and
+    nesting, of the given apiVersion and kind. Shared by AdmissionReview and ConversionReview."""
+    review = _read_object(body, malformed)
+    if review.get("apiVersion") != api_version or review.get("kind") != kind:
+        raise malformed(f"expected apiVersion {api_version}, kind {kind}")
+    request = review.get("request")
+    if not isinstance(request, dict):
+        raise malformed("request is missing")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise malformed("request.uid is missing")
+    return request, uid
+
+
+def _read_object(body: bytes, malformed: type[ValueError]) -> dict[str, Any]:
     if len(body) > MAX_BODY_BYTES:
-        raise MalformedReview(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+        raise malformed(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
     try:
         review = _DECODER.decode(body)
     except ValueError as err:  # msgspec.DecodeError is one
-        raise MalformedReview(f"body is not JSON: {err}") from None
+        raise malformed(f"body is not JSON: {err}") from None
     except RecursionError:
-        raise MalformedReview(f"body nests deeper than {MAX_DEPTH} levels") from None
+        raise malformed(f"body nests deeper than {MAX_DEPTH} levels") from None
     if _depth(review) > MAX_DEPTH:
-        raise MalformedReview(f"body nests deeper than {MAX_DEPTH} levels")
+        raise malformed(f"body nests deeper than {MAX_DEPTH} levels")
     if not isinstance(review, dict):
-        raise MalformedReview("body is not a JSON object")
-    if review.get("apiVersion") != "admission.k8s.io/v1" or review.get("kind") != "AdmissionReview":
-        raise MalformedReview("expected apiVersion admission.k8s.io/v1, kind AdmissionReview")
-    req = review.get("request")
-    if not isinstance(req, dict):
-        raise MalformedReview("request is missing")
-    uid = req.get("uid")
-    if not isinstance(uid, str) or not uid:
-        raise MalformedReview("request.uid is missing")
+        raise malformed("body is not a JSON object")
+    return review
+
+
+def decode(body: bytes) -> AdmissionRequest:
+    req, uid = read_request(body, "admission.k8s.io/v1", "AdmissionReview", MalformedReview)
 
     def section(key: str) -> dict[str, Any]:
         value = req.get(key) or {}

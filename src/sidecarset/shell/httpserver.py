@@ -5,6 +5,10 @@ error response, which the apiserver treats according to the webhook's failurePol
 pod is not created now and its controller retries; it is never created without its sidecars).
 A malformed AdmissionReview is a 400; a handler's exception is logged and becomes an error
 response for that request only: the server keeps serving.
+
+Conversion webhooks (ConversionReview) are answered from the first moment, without waiting for
+`ready()`: converting needs no cache, and the informers' own first LIST may need a conversion
+(objects stored in another version than the one watched), so gating it would deadlock the start.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 
-from sidecarset.shell import admission, metrics
+from sidecarset.shell import admission, conversion_review, metrics
 
 log = structlog.get_logger("sidecarset.webhook")
 
@@ -39,66 +44,116 @@ def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return ctx
 
 
-def webhook_app(routes: list[Route], ready: Callable[[], bool]) -> web.Application:
+@dataclass(frozen=True)
+class ConversionRoute:
+    path: str
+    name: str
+    convert: conversion_review.Converter
+
+
+def webhook_app(
+    routes: list[Route],
+    ready: Callable[[], bool],
+    conversions: tuple[ConversionRoute, ...] = (),
+) -> web.Application:
     app = web.Application(client_max_size=admission.MAX_BODY_BYTES)
     for route in routes:
         app.router.add_post(route.path, _review_endpoint(route, ready))
+    for conversion in conversions:
+        app.router.add_post(conversion.path, _conversion_endpoint(conversion))
     app.router.add_get("/healthz", _ok)
     return app
 
 
-def _review_endpoint(
-    route: Route, ready: Callable[[], bool]
-) -> Callable[[web.Request], Awaitable[web.Response]]:
+Endpoint = Callable[[web.Request], Awaitable[web.Response]]
+_Review = TypeVar("_Review")
+Answer = tuple[web.Response, str]
+"""A response and its outcome label for the request metrics."""
+
+
+def _measured(
+    name: str,
+    what: str,
+    decode: Callable[[bytes], _Review],
+    answer: Callable[[_Review], Awaitable[Answer]],
+) -> Endpoint:
+    """An endpoint decoding the body (a ValueError from `decode` is a 400 naming `what`),
+    timing and counting every answer under webhook `name`."""
+
     async def endpoint(request: web.Request) -> web.Response:
         started = time.perf_counter()
         outcome = "error"
         try:
             try:
                 body = await request.read()
-                review = admission.decode(body)
             except web.HTTPRequestEntityTooLarge:
                 outcome = "malformed"
-                return web.json_response({"error": "AdmissionReview too large"}, status=400)
-            except admission.MalformedReview as err:
+                return web.json_response({"error": f"{what} too large"}, status=400)
+            try:
+                review = decode(body)
+            except ValueError as err:
                 outcome = "malformed"
-                return web.json_response({"error": f"malformed AdmissionReview: {err}"}, status=400)
-            if not ready():
-                outcome = "not_ready"
-                response = admission.errored(
-                    "sidecarset webhook is starting: its caches have not synced yet", code=503
-                )
-            else:
-                with structlog.contextvars.bound_contextvars(
-                    admission_uid=review.uid,
-                    webhook=route.name,
-                    object=f"{review.namespace}/{review.name}".strip("/"),
-                ):
-                    try:
-                        response = await route.handler(review)
-                        outcome = (
-                            "patched"
-                            if response.patch
-                            else "allowed"
-                            if response.allowed
-                            else "denied"
-                        )
-                    except Exception:
-                        log.exception("admission handler failed")
-                        response = admission.errored(
-                            f"internal error in the {route.name} webhook (admission uid "
-                            f"{review.uid}); see the operator log"
-                        )
-            return web.Response(
-                body=admission.encode(review.uid, response), content_type="application/json"
-            )
+                return web.json_response({"error": f"malformed {what}: {err}"}, status=400)
+            response, outcome = await answer(review)
+            return response
         finally:
-            metrics.WEBHOOK_LATENCY.labels(webhook=route.name).observe(
-                time.perf_counter() - started
-            )
-            metrics.WEBHOOK_REQUESTS.labels(webhook=route.name, outcome=outcome).inc()
+            metrics.WEBHOOK_LATENCY.labels(webhook=name).observe(time.perf_counter() - started)
+            metrics.WEBHOOK_REQUESTS.labels(webhook=name, outcome=outcome).inc()
 
     return endpoint
+
+
+def _conversion_endpoint(route: ConversionRoute) -> Endpoint:
+    async def answer(review: conversion_review.ConversionRequest) -> Answer:
+        outcome = "error"
+        try:
+            answered = conversion_review.answer(review, route.convert)
+        except Exception:
+            log.exception("conversion failed", webhook=route.name, uid=review.uid)
+            reply = conversion_review.failed(
+                review.uid, f"internal error in the {route.name} webhook; see the operator log"
+            )
+        else:
+            reply = answered.body
+            outcome = "converted" if answered.succeeded else "failed"
+            if not answered.succeeded:
+                log.warning(
+                    "conversion refused", webhook=route.name, uid=review.uid, error=answered.failure
+                )
+        return web.Response(body=reply, content_type="application/json"), outcome
+
+    return _measured(route.name, "ConversionReview", conversion_review.decode, answer)
+
+
+def _review_endpoint(route: Route, ready: Callable[[], bool]) -> Endpoint:
+    async def answer(review: admission.AdmissionRequest) -> Answer:
+        outcome = "error"
+        if not ready():
+            outcome = "not_ready"
+            response = admission.errored(
+                "sidecarset webhook is starting: its caches have not synced yet", code=503
+            )
+        else:
+            with structlog.contextvars.bound_contextvars(
+                admission_uid=review.uid,
+                webhook=route.name,
+                object=f"{review.namespace}/{review.name}".strip("/"),
+            ):
+                try:
+                    response = await route.handler(review)
+                    outcome = (
+                        "patched" if response.patch else "allowed" if response.allowed else "denied"
+                    )
+                except Exception:
+                    log.exception("admission handler failed")
+                    response = admission.errored(
+                        f"internal error in the {route.name} webhook (admission uid "
+                        f"{review.uid}); see the operator log"
+                    )
+        reply = admission.encode(review.uid, response)
+        return web.Response(body=reply, content_type="application/json"), outcome
+
+    return _measured(route.name, "AdmissionReview", admission.decode, answer)
 
 
 async def _ok(_: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 WEBHOOK_LATENCY = Histogram(
     "sidecarset_webhook_request_duration_seconds",
-    "Time to answer one AdmissionReview, by webhook.",
+    "Time to answer one AdmissionReview or ConversionReview, by webhook.",
     ["webhook"],
     # Fine below 5 ms, where a healthy webhook answers (the budget is 2 ms at p99).
     buckets=(
@@ -33,8 +33,8 @@ WEBHOOK_LATENCY = Histogram(
 )
 WEBHOOK_REQUESTS = Counter(
     "sidecarset_webhook_requests_total",
-    "AdmissionReviews answered, by webhook and outcome "
-    "(patched, allowed, denied, malformed, not_ready, error).",
+    "AdmissionReviews and ConversionReviews answered, by webhook and outcome "
+    "(patched, allowed, denied, converted, failed, malformed, not_ready, error).",
     ["webhook", "outcome"],
 )
 INJECTIONS = Counter(
@@ -83,3 +83,5 @@ INFORMER_RELISTS = Counter(
 for outcome in ("patched", "allowed", "denied", "malformed", "not_ready", "error"):
     for webhook in ("mutate-pod", "validate-sidecarset", "mutate-sidecarset"):
         WEBHOOK_REQUESTS.labels(webhook=webhook, outcome=outcome)
+for outcome in ("converted", "failed", "malformed", "error"):
+    WEBHOOK_REQUESTS.labels(webhook="convert-sidecarset", outcome=outcome)

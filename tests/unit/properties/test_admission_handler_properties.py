@@ -104,12 +104,13 @@ BASE = live_sidecarsets()["filebeat-sidecarset"]
     changes=SIDECARSET_SPEC_CHANGES,
     metadata=maybe(st.just(BASE["metadata"])),
     update=st.booleans(),
+    version=st.sampled_from(["apps.kruise.io/v1alpha1", "apps.kruise.io/v1beta1"]),
 )
 def test_a_generated_sidecarset_is_answered_never_raised_on(
-    changes: dict[str, Any], metadata: Any, update: bool
+    changes: dict[str, Any], metadata: Any, update: bool, version: str
 ) -> None:
     _, validator = run(handlers())
-    obj = {**BASE, "metadata": metadata, "spec": {**BASE["spec"], **changes}}
+    obj = {**BASE, "apiVersion": version, "metadata": metadata, "spec": {**BASE["spec"], **changes}}
     extra = {"operation": "UPDATE", "oldObject": BASE} if update else {}
     for handler in (validator.mutate, validator.validate):
         answer(handler, review(obj, "SidecarSet", "sidecarsets", "", **extra))
