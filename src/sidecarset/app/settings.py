@@ -67,5 +67,9 @@ class OperatorSettings:
     failing_after: float = 300.0
     """Seconds an updated pod may stay unavailable before the rollout is reported Stalled
     (UpdatedPodsFailing): room for an image pull and a slow readiness probe."""
+    drain_seconds: float = 10.0
+    """After SIGTERM, seconds the webhook keeps answering (while /readyz already fails) before it
+    closes: room for the Service's endpoints to drop this pod everywhere. The chart's preStop
+    sleep and terminationGracePeriodSeconds are sized from the same value."""
     ready_file: Path | None = None
     log_level: str = "info"

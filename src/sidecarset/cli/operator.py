@@ -96,6 +96,14 @@ def run(
             "reported Stalled."
         ),
     ] = 300.0,
+    drain_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="After SIGTERM, seconds the webhook keeps answering while /readyz fails, "
+            "before it closes (default: 10; 0 with --local). A second signal stops at once.",
+        ),
+    ] = None,
     ready_file: Annotated[
         Path | None, typer.Option(help="Created once the operator is ready (for scripts).")
     ] = None,
@@ -134,6 +142,7 @@ def run(
         workers=workers,
         qps=qps,
         allow_privileged_sidecars=allow_privileged_sidecars,
+        drain_seconds=(0.0 if local else 10.0) if drain_seconds is None else drain_seconds,
         ready_file=ready_file,
         log_level=log_level,
         failing_after=failing_after,

@@ -4,7 +4,9 @@ The webhook server answers only once `ready()` is true; before that every review
 error response, which the apiserver treats according to the webhook's failurePolicy (Fail: the
 pod is not created now and its controller retries; it is never created without its sidecars).
 A malformed AdmissionReview is a 400; a handler's exception is logged and becomes an error
-response for that request only: the server keeps serving.
+response for that request only: the server keeps serving. While `draining()` (a graceful stop)
+every answer carries `Connection: close`, so clients open their next connection wherever the
+Service routes now, instead of reusing one to a server about to close.
 """
 
 from __future__ import annotations
@@ -39,18 +41,28 @@ def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
     return ctx
 
 
-def webhook_app(routes: list[Route], ready: Callable[[], bool]) -> web.Application:
+def webhook_app(
+    routes: list[Route],
+    ready: Callable[[], bool],
+    draining: Callable[[], bool] = lambda: False,
+) -> web.Application:
     app = web.Application(client_max_size=admission.MAX_BODY_BYTES)
     for route in routes:
-        app.router.add_post(route.path, _review_endpoint(route, ready))
+        app.router.add_post(route.path, _review_endpoint(route, ready, draining))
     app.router.add_get("/healthz", _ok)
     return app
 
 
 def _review_endpoint(
-    route: Route, ready: Callable[[], bool]
+    route: Route, ready: Callable[[], bool], draining: Callable[[], bool]
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def endpoint(request: web.Request) -> web.Response:
+        answer = await _answer(request)
+        if draining():
+            answer.force_close()
+        return answer
+
+    async def _answer(request: web.Request) -> web.Response:
         started = time.perf_counter()
         outcome = "error"
         try:
