@@ -105,6 +105,10 @@ def test_the_operator_cli_accepts_the_rendered_arguments() -> None:
     assert params["allow_privileged_sidecars"] is True
     assert params["install_crd"] is None  # not --local: the chart installs the CRD
     assert params["drain_seconds"] == 10
+    assert params["skip_critical_pods"] is True
+    off = chart.render(RELEASE, "sidecarset-system", ["webhook.skipCriticalPods=false"])
+    off_params = command.make_context("run", chart.container_args(off)[2:]).params
+    assert off_params["skip_critical_pods"] is False
 
 
 @pytest.mark.parametrize("drain", [10, 3, 0])

@@ -61,6 +61,7 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
         excluded_namespaces=webhooks_config.excluded_namespaces(
             operator.settings.namespace, operator.settings.excluded_namespaces
         ),
+        critical_pods_skipped=operator.settings.skip_critical_pods,
     )
     queue: WorkQueue[str] = WorkQueue("sidecarsets", clock=operator.clock)
     controller: Controller[str] = Controller(

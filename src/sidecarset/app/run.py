@@ -272,6 +272,7 @@ class Operator:
             operator_namespace=s.namespace,
             extra_excluded=s.excluded_namespaces,
             failure_policy=s.failure_policy,
+            skip_critical=s.skip_critical_pods,
         )
         validating = webhooks_config.validating_configuration(endpoint)
         for group_path, body in (

@@ -47,6 +47,10 @@ class OperatorSettings:
     """Pod injection failurePolicy; see app/webhooks_config.py for why Fail is the default."""
     excluded_namespaces: tuple[str, ...] = ()
     """Namespaces never injected, besides kube-system, kube-public, kube-node-lease and ours."""
+    skip_critical_pods: bool = True
+    """Never send pods of the system-node-critical / system-cluster-critical priority classes to
+    the webhook: with every replica down (failurePolicy Fail), the CNI, DNS and other add-ons
+    the cluster (and the operator's own pods) need can still be created."""
     leader_election: bool = True
     lease_name: str = "sidecarset-controller"
     lease_duration: float = 15.0

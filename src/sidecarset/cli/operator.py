@@ -73,6 +73,13 @@ def run(
     exclude_namespace: Annotated[
         list[str] | None, typer.Option(help="Never inject pods in this namespace (repeatable).")
     ] = None,
+    skip_critical_pods: Annotated[
+        bool,
+        typer.Option(
+            help="Never send system-node-critical / system-cluster-critical pods to the "
+            "webhook, so they start even with every replica down."
+        ),
+    ] = True,
     leader_election: Annotated[
         bool, typer.Option(help="Run the controller only while holding the Lease.")
     ] = True,
@@ -137,6 +144,7 @@ def run(
         lease_name=lease_name,
         failure_policy=failure_policy,
         excluded_namespaces=tuple(exclude_namespace or ()),
+        skip_critical_pods=skip_critical_pods,
         leader_election=leader_election,
         lease_duration=lease_duration,
         workers=workers,
