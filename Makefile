@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export PATH := $(PATH):/usr/local/go/bin
 export NO_PROXY := 127.0.0.1,localhost
 
-.PHONY: install lock testbin demo demo-down test unit integration lint bench clean
+.PHONY: install lock testbin image demo demo-down test unit integration lint bench clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,12 @@ lock: install
 
 testbin:
 	$(PYTHON) tools/build_testbin.py --with-helm
+
+# The operator image from the Dockerfile, daemonless (buildah; base from debootstrap), exported
+# to .testbin/images/sidecarset-$(TAG).tar. Installs buildah and debootstrap if missing (root).
+TAG ?= 0.1.0
+image:
+	tools/build_image.sh $(TAG)
 
 demo: install testbin
 	$(BIN)/python tools/demo.py
