@@ -147,6 +147,13 @@ def test_host_network_pods_keep_cluster_dns_and_one_replica_per_node() -> None:
     (term,) = anti["requiredDuringSchedulingIgnoredDuringExecution"]
     assert term["topologyKey"] == "kubernetes.io/hostname"
     assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    (container,) = pod["containers"]
+    assert chart.flag(container["args"], "bind-address") == "$(POD_IP)"
+    pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    assert pod_ip in container["env"]
+    command = typer.main.get_command(operator_cli.app)
+    params = command.make_context("run", container["args"][2:]).params
+    assert params["bind_address"] == "$(POD_IP)"  # the kubelet expands it
     default = chart.one(chart.render(RELEASE, "sidecarset-system"), "Deployment")
     assert "hostNetwork" not in default["spec"]["template"]["spec"]
 

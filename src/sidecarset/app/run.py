@@ -158,7 +158,7 @@ class Operator:
             httpserver.probe_app(
                 {"caches": self.synced, "webhook": self.ready, "stopping": self._running}
             ),
-            "127.0.0.1" if s.local else "0.0.0.0",
+            s.webhook_host,
             s.probe_port,
         )
         await probes.start()

@@ -34,6 +34,8 @@ class OperatorSettings:
     """Apply the bundled CRD at start (what `--local` does by default). Off in a cluster: the
     chart installs the CRD, and the operator's ServiceAccount may not write CRDs."""
     webhook_host: str = "0.0.0.0"
+    """The address the webhook and probe servers bind (`--bind-address`): every interface in a
+    pod; the node's own IP with hostNetwork, so nothing listens on the node's other addresses."""
     webhook_port: int = 9443
     """0 picks a free port (local mode)."""
     probe_port: int = 8080

@@ -52,6 +52,13 @@ def run(
             help="Apply the SidecarSet CRD at start (default: only with --local).",
         ),
     ] = None,
+    bind_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Address the webhook and probe servers listen on (default: 0.0.0.0; "
+            "127.0.0.1 with --local)."
+        ),
+    ] = None,
     webhook_port: Annotated[
         int, typer.Option(help="HTTPS webhook port (0: any free port).")
     ] = 9443,
@@ -136,7 +143,7 @@ def run(
         namespace=namespace,
         local=local,
         install_crd=local if install_crd is None else install_crd,
-        webhook_host="127.0.0.1" if local else "0.0.0.0",
+        webhook_host=bind_address or ("127.0.0.1" if local else "0.0.0.0"),
         webhook_port=webhook_port,
         probe_port=probe_port,
         service_name=service_name,
