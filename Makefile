@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export PATH := $(PATH):/usr/local/go/bin
 export NO_PROXY := 127.0.0.1,localhost
 
-.PHONY: install lock testbin image demo demo-down test unit integration lint bench clean
+.PHONY: install lock testbin images image demo demo-down test unit integration lint bench clean
 
 install: $(VENV)/.installed
 
@@ -26,10 +26,16 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml $(LOCK_FLAGS) --upgrade -o requirements.lock
 	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_FLAGS) --upgrade -o requirements-dev.lock
 
+# --with-node: kubelet, containerd, runc, crictl, CNI plugins for the real node (about 10 min cold).
 testbin:
-	$(PYTHON) tools/build_testbin.py --with-helm
+	$(PYTHON) tools/build_testbin.py --with-helm --with-node
 
-# The operator image from the Dockerfile, daemonless (buildah; base from debootstrap), exported
+# The real node's container images (pause, Filebeat 7.16.2/7.16.3, nginx, test agent) as
+# docker-archive tars in .testbin/images/, from pinned sources; a no-op when built. See docs/images.md.
+images:
+	$(PYTHON) tools/build_images.py
+
+# The operator's own image (not one of `images`) from the Dockerfile, daemonless (buildah; base from debootstrap), exported
 # to .testbin/images/sidecarset-$(TAG).tar. Installs buildah and debootstrap if missing (root).
 TAG ?= 0.1.0
 image:
@@ -49,11 +55,17 @@ unit: install
 integration: install testbin
 	$(BIN)/pytest tests/integration -q
 
-lint: install
+# What CI enforces before the tests: style, format, types (src, then the tests, benchmarks and
+# tools), the import-linter layer contracts and the chart. helm is the one `make testbin` built,
+# found as the chart tests find it: $$SIDECARSET_TESTBIN/helm, else .testbin/helm.
+HELM = $(or $(SIDECARSET_TESTBIN),.testbin)/helm
+lint: install testbin
 	$(BIN)/ruff check src tests tools bench
 	$(BIN)/ruff format --check src tests tools bench
 	$(BIN)/mypy
+	$(BIN)/mypy tests bench tools
 	$(BIN)/lint-imports
+	$(HELM) lint --strict charts/sidecarset
 
 # QUICK=1: small sizes, under a minute; ONLY=scale (or webhook_server, webhook_e2e, rollout).
 bench: install testbin

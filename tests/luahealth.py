@@ -7,7 +7,6 @@ becomes nil (absent), as in Argo CD's conversion.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from lupa import lua51
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = ROOT / "examples" / "argocd" / "health.lua"
-SEED_DIR = ROOT.parent / "shared" / "seed"
+ARTICLE = ROOT / "tests" / "fixtures" / "argocd-article-health.lua"
 
 
 class LuaHealthError(Exception):
@@ -23,16 +22,8 @@ class LuaHealthError(Exception):
 
 
 def article_script() -> str:
-    """The health check published in the original article (../shared/seed), verbatim."""
-    [article] = sorted(SEED_DIR.glob("*.txt"))
-    text = article.read_text()
-    # The script runs from the argocd-cm key to its last `return hs`, before the prose resumes.
-    match = re.search(
-        r"apps\.kruise\.io_SidecarSet: \|\n(.*?\nreturn hs)\n(?!hs|end|if|--)", text, re.S
-    )
-    if match is None:
-        raise AssertionError(f"no SidecarSet health check found in {article}")
-    return match.group(1)
+    """The health check published with the OpenKruise log-collection article, as quoted there."""
+    return ARTICLE.read_text()
 
 
 def _to_lua(runtime: Any, value: Any) -> Any:

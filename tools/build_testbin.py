@@ -6,6 +6,9 @@ Standard library only: it runs before the project's virtualenv exists.
 The wrapper modules in tools/k8s-testbin and tools/etcd-testbin pin the versions; their go.sum
 files pin the checksums. A stamp file makes a second run a no-op. `--with-helm` also builds
 `helm` (pinned by tools/helm-testbin, a few minutes cold), which the chart tests use.
+`--with-node` also builds the parts of a real node into `<out>/node/`: kubelet (from the same
+Kubernetes module), containerd with its runc shim and `ctr`, runc, crictl and the CNI plugins,
+each pinned by a wrapper module under tools/node-testbin/ (about 10 minutes cold on 2 cores).
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S_MODULE = ROOT / "tools" / "k8s-testbin"
 ETCD_MODULE = ROOT / "tools" / "etcd-testbin"
 HELM_MODULE = ROOT / "tools" / "helm-testbin"
+NODE_MODULES = ROOT / "tools" / "node-testbin"
 DEFAULT_OUT = ROOT / ".testbin"
 KUBE_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 MIN_FREE_BYTES = 8 * 1024**3  # module cache + build cache + binaries, with headroom
@@ -48,10 +53,10 @@ def pinned_versions() -> dict[str, str]:
     }
 
 
-def go_env() -> dict[str, str]:
+def go_env(*, cgo: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     # Fail fast rather than silently download another toolchain; allow CI to delete the cache.
-    env.update(GOTOOLCHAIN="local", GOWORK="off", CGO_ENABLED="0")
+    env.update(GOTOOLCHAIN="local", GOWORK="off", CGO_ENABLED="1" if cgo else "0")
     flags = env.get("GOFLAGS", "")
     if "-modcacherw" not in flags:
         env["GOFLAGS"] = (flags + " -modcacherw").strip()
@@ -223,11 +228,184 @@ def build_helm(out: Path, force: bool) -> None:
     stamp.write_text(version)
 
 
+@dataclass(frozen=True)
+class NodePart:
+    """One wrapper module under tools/node-testbin and the commands built from it."""
+
+    folder: str
+    module: str
+    packages: tuple[str, ...]
+    tags: str = ""
+    cgo: bool = False
+    ldflags: str = "-s -w"
+    subdir: str = ""  # where in <out>/node the binaries go
+
+
+def node_parts() -> list[NodePart]:
+    containerd = required_version(NODE_MODULES / "containerd" / "go.mod", CONTAINERD)
+    runc = required_version(NODE_MODULES / "runc" / "go.mod", RUNC)
+    crictl = required_version(NODE_MODULES / "crictl" / "go.mod", CRICTL)
+    return [
+        NodePart(
+            "containerd",
+            CONTAINERD,
+            tuple(
+                f"{CONTAINERD}/cmd/{c}" for c in ("containerd", "containerd-shim-runc-v2", "ctr")
+            ),
+            # btrfs needs cgo headers; the overlayfs snapshotter is all the node uses.
+            tags="urfave_cli_no_docs no_btrfs",
+            ldflags=f"-s -w -X {CONTAINERD}/version.Version={containerd}",
+        ),
+        # runc's namespace setup (nsenter) is C: it needs cgo and gcc. containerd gives every
+        # sandbox a seccomp profile, so runc needs libseccomp: linked statically from Debian's
+        # libseccomp-dev, unpacked privately (see `seccomp_env`), as upstream's static build.
+        NodePart(
+            "runc",
+            RUNC,
+            (RUNC,),
+            cgo=True,
+            tags="seccomp netgo osusergo",
+            ldflags=f'-s -w -X main.version={runc[1:]} -extldflags "-static"',
+        ),
+        NodePart(
+            "crictl",
+            CRICTL,
+            (f"{CRICTL}/cmd/crictl",),
+            ldflags=f"-s -w -X {CRICTL}/pkg/version.Version={crictl}",
+        ),
+        NodePart(
+            "cni",
+            CNI,
+            tuple(
+                f"{CNI}/plugins/{p}"
+                for p in ("main/bridge", "main/loopback", "ipam/host-local", "meta/portmap")
+            ),
+            subdir="cni",
+        ),
+    ]
+
+
+CONTAINERD = "github.com/containerd/containerd/v2"
+RUNC = "github.com/opencontainers/runc"
+CRICTL = "sigs.k8s.io/cri-tools"
+CNI = "github.com/containernetworking/plugins"
+NODE_BINARIES = (
+    "kubelet",
+    "containerd",
+    "containerd-shim-runc-v2",
+    "ctr",
+    "runc",
+    "crictl",
+    "cni/bridge",
+    "cni/loopback",
+    "cni/host-local",
+    "cni/portmap",
+)
+
+
+def node_versions() -> dict[str, str]:
+    return {
+        "kubelet": pinned_versions()["kubernetes"],
+        "containerd": required_version(NODE_MODULES / "containerd" / "go.mod", CONTAINERD),
+        "runc": required_version(NODE_MODULES / "runc" / "go.mod", RUNC),
+        "crictl": required_version(NODE_MODULES / "crictl" / "go.mod", CRICTL),
+        "cni-plugins": required_version(NODE_MODULES / "cni" / "go.mod", CNI),
+        "recipe": "2",  # bump when build settings (tags, flags) change: forces a rebuild
+    }
+
+
+def seccomp_env(deps: Path, log: Path) -> dict[str, str]:
+    """pkg-config settings that find libseccomp's headers and static library in a private
+    copy of Debian's libseccomp-dev (`apt-get download` + `dpkg-deb -x`; nothing installed)."""
+    root = deps / "libseccomp"
+    pc_dir = root / "usr" / "lib" / "x86_64-linux-gnu" / "pkgconfig"
+    if not (pc_dir / "libseccomp.pc").exists():
+        for tool in ("apt-get", "dpkg-deb", "pkg-config"):
+            if shutil.which(tool) is None:
+                raise BuildError(
+                    f"building runc with seccomp needs {tool} (Debian: apt-get install "
+                    f"{'pkgconf' if tool == 'pkg-config' else 'apt dpkg'})"
+                )
+        deps.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as sink:
+            fetch = subprocess.run(
+                ["apt-get", "download", "libseccomp-dev"], cwd=deps, stdout=sink, stderr=sink
+            )
+            if fetch.returncode != 0:  # a fresh machine may have no package lists yet
+                subprocess.run(["apt-get", "update"], stdout=sink, stderr=sink, check=False)
+                fetch = subprocess.run(
+                    ["apt-get", "download", "libseccomp-dev"], cwd=deps, stdout=sink, stderr=sink
+                )
+        debs = sorted(deps.glob("libseccomp-dev_*.deb"))
+        if fetch.returncode != 0 or not debs:
+            raise BuildError(f"could not download Debian's libseccomp-dev; see {log}")
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(root)], check=True)
+    return {"PKG_CONFIG_PATH": str(pc_dir), "PKG_CONFIG_SYSROOT_DIR": str(root)}
+
+
+def build_node(out: Path, force: bool) -> None:
+    """The real node's binaries into <out>/node/, skipped when the stamp matches."""
+    node = out / "node"
+    versions = node_versions()
+    stamp = node / "stamp.json"
+    if not force and stamp.exists():
+        try:
+            recorded = json.loads(stamp.read_text()).get("versions")
+        except json.JSONDecodeError:
+            recorded = None
+        if recorded == versions and all((node / b).is_file() for b in NODE_BINARIES):
+            print(f"real-node binaries already built in {node}")
+            return
+    go = check_go()
+    if shutil.which("gcc") is None:
+        raise BuildError("runc needs cgo and gcc; install gcc (apt-get install gcc) and retry")
+    check_disk(out)
+    (node / "cni").mkdir(parents=True, exist_ok=True)
+    log = node / "build.log"
+    log.write_text("")
+    print("building the real node: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(f"(about 10 minutes cold on 2 cores; full log: {log})", flush=True)
+    started = time.monotonic()
+    run_step(
+        "build kubelet",
+        [
+            go,
+            "build",
+            "-buildvcs=false",
+            "-trimpath",
+            "-tags",
+            "selinux,notest",
+            "-ldflags",
+            version_ldflags(versions["kubelet"]),
+            "-o",
+            str(node / "kubelet"),
+            "k8s.io/kubernetes/cmd/kubelet",
+        ],
+        K8S_MODULE,
+        go_env(),
+        log,
+    )
+    for part in node_parts():
+        args = [go, "build", "-buildvcs=false", "-trimpath"]
+        if part.tags:
+            args += ["-tags", part.tags]
+        target = node / part.subdir if part.subdir else node
+        args += ["-ldflags", part.ldflags, "-o", str(target) + "/", *part.packages]
+        env = go_env(cgo=part.cgo)
+        if part.cgo:
+            env.update(seccomp_env(node / "deps", log))
+        run_step(f"build {part.folder}", args, NODE_MODULES / part.folder, env, log)
+    elapsed = time.monotonic() - started
+    stamp.write_text(json.dumps({"versions": versions, "seconds": round(elapsed)}))
+    print(f"real node built in {elapsed / 60:.1f} min")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description="Build the local control plane's binaries from Go modules (skips if built).",
         epilog="example: python3 tools/build_testbin.py            # into .testbin/\n"
         "         python3 tools/build_testbin.py --with-helm  # and helm, for the chart tests\n"
+        "         python3 tools/build_testbin.py --with-node  # and a real kubelet node\n"
         "         SIDECARSET_TESTBIN=/opt/kb python3 tools/build_testbin.py --force",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -241,11 +419,18 @@ def main() -> int:
     parser.add_argument(
         "--with-helm", action="store_true", help="also build helm (for the chart tests)"
     )
+    parser.add_argument(
+        "--with-node",
+        action="store_true",
+        help="also build a real node: kubelet, containerd, runc, crictl, CNI plugins",
+    )
     args = parser.parse_args()
     try:
         build(args.out.resolve(), args.force)
         if args.with_helm:
             build_helm(args.out.resolve(), args.force)
+        if args.with_node:
+            build_node(args.out.resolve(), args.force)
     except BuildError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from msgspec import inspect as mi
 
 from sidecarset.core import model
@@ -138,5 +137,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    assert msgspec  # imported for its inspect submodule
     sys.exit(main())

@@ -13,17 +13,19 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from pluggy import Result
 
 from sidecarset.devcluster.binaries import Binaries
 from sidecarset.devcluster.components import OPERATOR, operator_component, simulator_component
 from sidecarset.devcluster.controlplane import ControlPlane
 from sidecarset.devcluster.process import tail
+from sidecarset.devcluster.realnode import CONTAINERD, KUBELET, RealNode
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration import kubeobjects as k
@@ -53,6 +55,28 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
         yield plane
     finally:
         plane.down(progress=lambda _m: None)
+
+
+@pytest.fixture(scope="session")
+def real_node(control_plane: ControlPlane) -> Iterator[RealNode]:
+    """A real kubelet + containerd node in the test cluster, for tests of container behaviour.
+
+    Needs root on Linux and `make testbin` (with the node) plus `make images`; without them the
+    tests that use it fail with the reason (never skipped). Stopped cleanly at the end: pods
+    through CRI, then kubelet and containerd, then whatever they left on the host.
+    """
+    node = RealNode(control_plane)
+    node.preflight()
+    try:
+        control_plane.up(extra=node.components(), progress=lambda _m: None)
+        yield node
+    finally:
+        control_plane.down(
+            progress=lambda _m: None,
+            names=[KUBELET, CONTAINERD],
+            before_stop=node.down_hooks(lambda _m: None),
+        )
+        node.remove_leftovers(lambda _m: None)
 
 
 class OperatorHandle:
@@ -95,13 +119,15 @@ def operator(control_plane: ControlPlane) -> Iterator[OperatorHandle]:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Result[pytest.TestReport], None]:
     outcome = yield
     report = outcome.get_result()
     if report.failed and "control_plane" in getattr(item, "fixturenames", ()):
         plane: ControlPlane | None = item.funcargs.get("control_plane")  # type: ignore[attr-defined]
         if plane is not None:
-            for name in ("node-simulator", "operator", "kube-apiserver"):
+            for name in ("node-simulator", "operator", "kube-apiserver", KUBELET):
                 report.sections.append(
                     (f"{name} log (tail)", tail(plane.log_dir / f"{name}.log", 40))
                 )

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import jsonpatch
@@ -861,11 +861,13 @@ async def test_one_of_two_replicas_leads_and_a_sigkilled_leader_is_replaced_with
             # the first leads again, and it is also the one the webhook configuration names.
             for image, leader, heir in ((NEW, tuned, second), (NEWER, second, tuned)):
                 await set_image(kube, name, image)
+
+                def rolling(ps: dict[str, Pod], image: str = image) -> bool:
+                    return any(switched_to(SIDECAR, image)(p) for p in ps.values())
+
                 await wait_for(
                     watcher.snapshot,
-                    lambda ps, image=image: any(
-                        switched_to(SIDECAR, image)(p) for p in ps.values()
-                    ),
+                    rolling,
                     timeout=30,
                     what=f"{leader.name} rolling {image}",
                 )
@@ -889,8 +891,8 @@ async def test_one_of_two_replicas_leads_and_a_sigkilled_leader_is_replaced_with
     finally:
         await second.stop()
     assert_one_active_controller(samples, [tuned.name, second.name])
-    first_writes = [s.writes[tuned.name] for s in samples if s.writes[tuned.name] is not None]
-    second_writes = [s.writes[second.name] for s in samples if s.writes[second.name] is not None]
+    first_writes = [w for s in samples if (w := s.writes[tuned.name]) is not None]
+    second_writes = [w for s in samples if (w := s.writes[second.name]) is not None]
     assert max(second_writes or [0]) > 0, "the second replica never wrote after taking over"
     assert max(first_writes or [0]) > 0
     # The Lease, the acquire loop's jitter (up to 2.2 retry periods), and 3 s for our polling
@@ -1265,7 +1267,9 @@ async def test_the_allow_privileged_sidecars_policy_admits_them(
     try:
         await tuned.restart("--allow-privileged-sidecars")
         for n, case in enumerate(HOST_LEVEL):
-            container, volumes, _field = case.values
+            container, volumes, _field = cast(
+                tuple[dict[str, Any], list[dict[str, Any]], str], case.values
+            )
             await sidecarsets.create(
                 host_level(f"allowed-{n}-{uuid.uuid4().hex[:6]}", container, volumes)
             )

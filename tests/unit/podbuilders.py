@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sidecarset.core import wire
 from sidecarset.core.model import SidecarSet, parse_sidecarset
@@ -194,7 +195,7 @@ def make_pod_dict(
     }
 
 
-def make_pod(name: str, **kwargs: object) -> PodView:
+def make_pod(name: str, **kwargs: Any) -> PodView:
     return podview_from_dict(make_pod_dict(name, **kwargs))
 
 
@@ -263,7 +264,7 @@ HOT = "mesh"
 HOT_EMPTY = "empty:1.0"
 
 
-def hot_sidecarset(image: str = "mesh:v2", **kwargs: object) -> SidecarSet:
+def hot_sidecarset(image: str = "mesh:v2", **kwargs: Any) -> SidecarSet:
     return make_sidecarset(
         containers=[sidecar_spec(HOT, image, hot_empty_image=HOT_EMPTY)],
         **kwargs,

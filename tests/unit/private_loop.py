@@ -7,13 +7,13 @@ the fake-time (looptime) tests that run later in the same session without a usab
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable
+from typing import TypeVar
 
 T = TypeVar("T")
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def run(coro: Awaitable[T]) -> T:
     loop = asyncio.new_event_loop()
     try:
         return loop.run_until_complete(coro)

@@ -1,8 +1,8 @@
 """SidecarSetReconciler.reconcile(name): one round of one SidecarSet.
 
 Reads the synced stores, asks the core for decisions (revision, round plan, status) and has the
-writer carry them out. Status is computed after the round's writes (spec 11.7) from the same pod
-snapshot the plan used, so it never reports a round that was not attempted; the next event
+writer carry them out. Status is computed after the round's writes (behaviour.md §12.5) from the
+same pod snapshot the plan used, so it never reports a round that was not attempted; the next event
 (the pod cache catching up) refreshes it.
 """
 

@@ -1,4 +1,4 @@
-"""Resolve `injectionStrategy.revision` to the historic SidecarSet a new pod gets (spec 3.7).
+"""Resolve `injectionStrategy.revision` to the historic SidecarSet a pod gets (behaviour.md §4.6).
 
 Reads ControllerRevisions from the informer's store (the operator namespace), never the API:
 admission stays in memory. A reference that does not resolve is a `RevisionLookupFailed` value,

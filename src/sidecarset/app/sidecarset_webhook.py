@@ -1,6 +1,6 @@
 """SidecarSet defaulting and validating webhooks.
 
-Defaulting fills the defaults of spec 2.2 and (re)computes the two hash annotations, so pods
+Defaulting fills the defaults (behaviour.md §1.7) and (re)computes the two hash annotations, so pods
 injected by Kruise are recognised as up to date. Validation returns every problem at once, each
 naming its field, plus warnings for edits that are allowed but will not reach running pods.
 Peers (for conflicts) and revisions (for pinned injection) come from the synced stores.

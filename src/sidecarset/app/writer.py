@@ -11,7 +11,7 @@ from fresh data instead of overwriting someone else's change. Containers merge b
 the sidecar images and our annotations are sent.
 
 In-flight writes are remembered by pod and resourceVersion until the pod cache shows a newer
-version, or for at most `PENDING_TIMEOUT` seconds. Unlike Kruise's expectations (spec 11.5),
+version, or for at most `PENDING_TIMEOUT` seconds. Unlike Kruise's expectations (behaviour.md §12.3)
 an entry can never wedge a rollout: it expires, and a deleted pod drops out with its cache entry.
 """
 

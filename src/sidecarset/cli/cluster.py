@@ -21,7 +21,9 @@ from sidecarset.devcluster.components import (
     simulator_component,
 )
 from sidecarset.devcluster.controlplane import ControlPlane
+from sidecarset.devcluster.nodeconfig import NODE_NAME
 from sidecarset.devcluster.process import StartupError
+from sidecarset.devcluster.realnode import RealNode, RealNodeUnavailable
 
 app = typer.Typer(
     help="Run a real local Kubernetes control plane (etcd, kube-apiserver, kube-controller-"
@@ -53,10 +55,35 @@ DirOption = Annotated[
 ]
 
 
+def _real_node(plane: ControlPlane) -> RealNode:
+    node = RealNode(plane)
+    try:
+        node.preflight()
+    except RealNodeUnavailable as err:
+        raise CliError(f"--real-node: {err}") from err
+    return node
+
+
 @app.command()
 def up(
     workdir: DirOption,
-    nodes: Annotated[int, typer.Option(min=1, max=500, help="Simulated nodes.")] = 3,
+    nodes: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=500,
+            help="Simulated nodes (default 3, or 0 with --real-node).",
+            show_default=False,
+        ),
+    ] = None,
+    real_node: Annotated[
+        bool,
+        typer.Option(
+            "--real-node",
+            help="Also run one real node (containerd + kubelet, root on Linux): "
+            "real containers from the locally built images.",
+        ),
+    ] = False,
     no_operator: Annotated[
         bool, typer.Option("--no-operator", help="Leave the sidecarset operator out.")
     ] = False,
@@ -66,6 +93,8 @@ def up(
     \b
     Examples:
       sidecarset cluster up                 # control plane + 3 simulated nodes + operator
+      sidecarset cluster up --real-node     # + a real kubelet/containerd node, no simulated ones
+      sidecarset cluster up --real-node --nodes 2   # both kinds
       sidecarset cluster up --no-operator   # run the operator yourself, e.g. under a debugger
       eval "$(sidecarset cluster env)"; kubectl get nodes
     """
@@ -73,7 +102,12 @@ def up(
         plane = ControlPlane(workdir, Binaries.locate())
     except BinariesMissing as err:
         raise CliError(str(err)) from err
-    extra = [simulator_component(plane, nodes, [])]
+    count = nodes if nodes is not None else (0 if real_node else 3)
+    if count == 0 and not real_node:
+        raise CliError("--nodes 0 leaves no node to run pods; add --real-node or pick 1-500")
+    extra = [simulator_component(plane, count, [])] if count else []
+    if real_node:
+        extra.extend(_real_node(plane).components())
     if not no_operator:
         extra.append(operator_component(plane, []))
     running = {s.name for s in plane.status() if s.running}
@@ -96,7 +130,13 @@ def down(workdir: DirOption) -> None:
     if not plane.state_path.exists():
         typer.echo(f"no cluster in {plane.workdir}", err=True)
         return
-    plane.down(progress=lambda m: typer.echo(m, err=True))
+    progress = lambda m: typer.echo(m, err=True)  # noqa: E731
+    node = RealNode(plane, Binaries(binaries.default_dir().resolve()))
+    plane.down(progress=progress, before_stop=node.down_hooks(progress))
+    if node.layout.root.exists():
+        left = node.remove_leftovers(progress)
+        if not left.empty():
+            raise CliError(f"the real node left behind {left.describe()}")
     typer.echo("cluster stopped", err=True)
 
 
@@ -126,6 +166,12 @@ def status(
             f"{r.name:<26}{'running' if r.running else 'stopped':<10}{r.pid or '-'!s:<9}"
             f"{r.port or '-'!s:<8}{r.log or '-'}"
         )
+    node = RealNode(plane, Binaries(binaries.default_dir().resolve()))
+    if node.layout.containerd_config.exists():
+        typer.echo(
+            f"real node {NODE_NAME}: pods on {node.layout.pod_subnet} (bridge "
+            f"{node.layout.bridge}), containerd {node.layout.socket}, files in {node.layout.root}"
+        )
     if not any(r.running for r in rows):
         raise typer.Exit(3)
 
@@ -140,7 +186,16 @@ def env(workdir: DirOption) -> None:
         values = plane.env()
     except BinariesMissing as err:
         raise CliError(str(err)) from err
-    for key in ("KUBECONFIG", "PATH", "NO_PROXY"):
+    keys = ["KUBECONFIG", "PATH", "NO_PROXY"]
+    node = RealNode(plane)
+    if node.layout.containerd_config.exists():
+        # crictl and ctr read these; the node's binaries go on PATH beside kubectl.
+        values["PATH"] = f"{node.layout.binaries}{os.pathsep}{values['PATH']}"
+        values["CONTAINER_RUNTIME_ENDPOINT"] = f"unix://{node.layout.socket}"
+        values["CONTAINERD_ADDRESS"] = str(node.layout.socket)
+        values["CONTAINERD_NAMESPACE"] = "k8s.io"
+        keys += ["CONTAINER_RUNTIME_ENDPOINT", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"]
+    for key in keys:
         typer.echo(f"export {key}={shlex.quote(values[key])}")
 
 
@@ -152,6 +207,13 @@ def simulate(
         float, typer.Option(help="Seconds to pull and start a container.")
     ] = 0.2,
     ready_delay: Annotated[float, typer.Option(help="Seconds from started to ready.")] = 0.3,
+    stop_delay: Annotated[
+        float,
+        typer.Option(
+            help="Seconds an old container keeps running after an in-place image change, as "
+            "a real kubelet waits the grace period for a process that ignores SIGTERM.",
+        ),
+    ] = 0.0,
     failing_images: Annotated[
         str, typer.Option(help="Regex: matching images crash-loop and never become ready.")
     ] = ":broken",
@@ -174,7 +236,12 @@ def simulate(
         pattern = re.compile(failing_images) if failing_images else None
     except re.error as err:
         raise CliError(f"--failing-images: not a regular expression: {err}", code=2) from err
-    rules = kubelet.Rules(start_delay=start_delay, ready_delay=ready_delay, failing_images=pattern)
+    rules = kubelet.Rules(
+        start_delay=start_delay,
+        ready_delay=ready_delay,
+        stop_delay=stop_delay,
+        failing_images=pattern,
+    )
 
     async def main() -> None:
         client = await KubeClient.from_kubeconfig(str(kubeconfig), qps=0)

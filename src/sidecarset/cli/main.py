@@ -70,6 +70,14 @@ def reflowed(command: Callable[..., None]) -> str:
     )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"sidecarset {version('sidecarset')}")
+        raise typer.Exit()
+
+
 def options(
     ctx: typer.Context,
     kubeconfig: Annotated[
@@ -93,6 +101,12 @@ def options(
     ] = None,
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks of unexpected errors.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_version
+        ),
     ] = False,
 ) -> None:
     """Centrally managed sidecar containers for Kubernetes (OpenKruise SidecarSet compatible):

@@ -1,20 +1,21 @@
 """Where one pod stands against one SidecarSet: matched, updated, candidate, blocked or in flight.
 
-`classify` is the per-pod judgement behind rollout planning (spec 7.2) and status (6.2); it also
-reports whether the pod's sidecars run what its spec says ("state consistent", 7.5) and whether
-the pod is available. Everything is computed from a `PodView` and the SidecarSet alone.
+`classify` is the per-pod judgement behind rollout planning (behaviour.md §7.2) and status
+(§9.1); it also reports whether the pod's sidecars run what its spec says ("state consistent",
+§7.6) and whether the pod is available. Everything is computed from a `PodView` and the
+SidecarSet alone.
 
 Differences from Kruise, on purpose:
 
 * Completion of an in-place update also requires the container status `image` to name the spec
   image (after normalising `docker.io/library/` and `:latest` forms); a changed imageID alone is
   not enough, so a tag that was re-pushed or two tags sharing an imageID cannot fake completion
-  (spec 11.6). Digest images are judged per container, not all-or-nothing.
+  (behaviour.md §12.4). Digest images are judged per container, not all-or-nothing.
 * Native sidecars (init containers with `restartPolicy: Always`) are sidecars like any other:
   they are checked for consistency and may be updated in place.
 * A pod without `kruise.io/sidecarset-injected-list` but with this SidecarSet's entry in its hash
-  annotation (pods injected by very old Kruise) is matched, so its list can be backfilled (7.5
-  step 4); Kruise never matches such pods, which leaves that step unreachable.
+  annotation (pods injected by very old Kruise) is matched, so its list can be backfilled
+  (behaviour.md §7.5 step 4); Kruise never matches such pods, which leaves that step unreachable.
 """
 
 from __future__ import annotations
@@ -134,9 +135,9 @@ class Blocker(msgspec.Struct, frozen=True, kw_only=True):
 class PodState(msgspec.Struct, frozen=True, kw_only=True):
     """One pod judged against one SidecarSet.
 
-    `consistent`: every sidecar container runs what the pod spec says (spec 7.5).
-    `ready`: Running, Ready, not being deleted, and no hot upgrade awaiting its reset (6.2 b).
-    `hot_upgrade_pending`: some hot sidecar's idle twin still has a real image (5.3).
+    `consistent`: every sidecar container runs what the pod spec says (behaviour.md §7.6).
+    `ready`: Running, Ready, not being deleted, and no hot upgrade awaiting its reset (§9.1).
+    `hot_upgrade_pending`: some hot sidecar's idle twin still has a real image (§8.3).
     """
 
     kind: PodStateKind
@@ -159,8 +160,8 @@ class PodState(msgspec.Struct, frozen=True, kw_only=True):
 def classify(sidecarset: SidecarSet, pod: PodView) -> PodState:
     """Judge a matched pod (see `is_matched`) against the SidecarSet; total for any pod.
 
-    Order of judgement (spec 7.2): updated, then not upgradable (hash-without-image differs, a
-    hash annotation is malformed, a native sidecar is missing), then in flight (a sidecar
+    Order of judgement (behaviour.md §7.2): updated, then not upgradable (hash-without-image
+    differs, a hash annotation is malformed, a native sidecar is missing), then in flight (a sidecar
     container is Ready but not yet consistent with its spec), else candidate. A not-ready or
     crash-looping sidecar is still a candidate: that is how a bad image gets replaced.
     """
@@ -316,11 +317,11 @@ def _judged_alike(a: SidecarSet, b: SidecarSet) -> bool:
     )
 
 
-# --- matching (spec 6.1) ------------------------------------------------------------------------
+# --- matching (behaviour.md §3.2) ----------------------------------------------------------------
 
 
 def is_matched(sidecarset: SidecarSet, pod: PodView) -> bool:
-    """The pod belongs to this SidecarSet's rollout and status (spec 6.1).
+    """The pod belongs to this SidecarSet's rollout and status (behaviour.md §3.2).
 
     The caller has already selected the pod with `spec.selector` and the namespace scope. This
     adds: active, injected by this SidecarSet, and structurally consistent with it.
@@ -345,7 +346,7 @@ def _is_injected(name: str, pod: PodView) -> bool:
 def is_structurally_consistent(sidecarset: SidecarSet, pod: PodView) -> bool:
     """Every cold sidecar container exists in the pod; every hot one has both twins and a
     working-twin entry. Pods injected with the other upgrade type fail this and are left alone
-    (spec 5.4). Native sidecars are not checked here: a missing one makes the pod not upgradable.
+    (behaviour.md §8.5). Native sidecars are not checked: a missing one makes it not upgradable.
     """
     try:
         working = wire.read_working_hot_upgrade(pod.annotations)
@@ -382,7 +383,7 @@ def working_twin(sidecar: Sidecar, pod: PodView) -> tuple[str, str]:
 
 
 def hot_upgrade_pending(sidecarset: SidecarSet, pod: PodView) -> bool:
-    """Some hot sidecar's idle twin still runs a real image: the reset (5.3) has not happened."""
+    """Some hot sidecar's idle twin still runs a real image: the reset (§8.3) has not happened."""
     for sidecar in sidecars(sidecarset):
         if not sidecar.is_hot:
             continue
@@ -394,7 +395,7 @@ def hot_upgrade_pending(sidecarset: SidecarSet, pod: PodView) -> bool:
 
 
 def is_flip_ready(sidecarset: SidecarSet, pod: PodView) -> bool:
-    """The pod's hot upgrade may be completed by resetting the idle twins (spec 5.3).
+    """The pod's hot upgrade may be completed by resetting the idle twins (behaviour.md §8.3).
 
     A hot upgrade is pending, every sidecar container except the idle twins is consistent, every
     working twin reports Ready, and the pod is Running and Ready or every container except the
@@ -417,7 +418,7 @@ def is_flip_ready(sidecarset: SidecarSet, pod: PodView) -> bool:
     return all(status.ready for status in statuses if status.name not in idle)
 
 
-# --- readiness and state consistency (spec 6.2, 7.5) -------------------------------------------
+# --- readiness and state consistency (behaviour.md §9.1, §7.6) -----------------------------------
 
 
 def is_pod_available(sidecarset: SidecarSet, pod: PodView) -> bool:

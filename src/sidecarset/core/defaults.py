@@ -1,4 +1,4 @@
-"""SidecarSet defaulting, as Kruise's mutating webhook does it (spec 1.2 and 2.2).
+"""SidecarSet defaulting, as Kruise's mutating webhook does it (behaviour.md §1.7).
 
 `apply_defaults` works on the raw JSON object so that container and volume bodies keep every
 field they carry. It fills the strategy defaults, the Kubernetes container and volume defaults

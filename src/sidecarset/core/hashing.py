@@ -1,4 +1,4 @@
-"""The two SidecarSet hashes, byte-identical to Kruise (spec 2.1).
+"""The two SidecarSet hashes, byte-identical to Kruise (behaviour.md §2).
 
 Kruise hashes `{"containers": [...], "initContainers": [...]}` as Go's encoding/json writes its
 typed structs. We re-encode the JSON bodies through a table of those structs: the field order
@@ -449,7 +449,7 @@ def hash_input(spec: Mapping[str, object], *, without_image: bool = False) -> by
     """The exact bytes Kruise feeds to SHA-256 for this (already defaulted) spec.
 
     `containers` is always present (`null` when the spec has none). Init containers take part
-    only when one of them is a native sidecar, and then all of them do (spec 2.1).
+    only when one of them is a native sidecar, and then all of them do (behaviour.md §2.1).
     """
     text = '{"containers":' + _containers(spec.get("containers"), without_image=without_image)
     init_containers = spec.get("initContainers")

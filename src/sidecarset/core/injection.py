@@ -1,4 +1,4 @@
-"""Pod injection (spec sections 4 and 5.1): which SidecarSets a new pod gets, and what they add.
+"""Pod injection (behaviour.md §4 and §8.1): which SidecarSets a new pod gets, and what they add.
 
 `inject` decides everything from plain data (the Pod JSON of the admission request, the
 SidecarSets, the namespace's labels, `now`) and returns an `Injection` that lists exactly what is
@@ -6,7 +6,7 @@ added: sidecar (init) containers with their positions, volumes, pull secrets and
 pod webhook turns it into a JSON patch (`patches.for_injection`); `sidecarset inject -f` and the
 tests apply it with `apply_injection`, so both paths share one decision.
 
-Where we deliberately differ from Kruise (each is a fix for a spec section 11 complaint):
+Where we deliberately differ from Kruise (each is listed in behaviour.md §12):
 
 * Order is deterministic: SidecarSets are injected in name order, containers in declaration
   order within a SidecarSet (Kruise uses informer list order unless a feature gate is on).
@@ -371,7 +371,7 @@ def _merge_patch(document: str, patch: str) -> str:
 
 
 def patch_metadata(annotations: Mapping[str, str], sidecarset: SidecarSet) -> dict[str, str]:
-    """The pod annotations after the SidecarSet's `patchPodMetadata` (spec 4.4 step 1).
+    """The pod annotations after the SidecarSet's `patchPodMetadata` (behaviour.md §6.1).
 
     Retain (and an empty policy) sets absent keys only; Overwrite always sets; MergePatchJson
     merges into a non-empty current value, else sets. Unknown policies do nothing, as in Kruise.
@@ -508,7 +508,7 @@ def _source_container(
 def _transferred_env(
     sidecar: SidecarContainer, pod: _PodContext, warnings: list[str], where: str
 ) -> list[Mapping[str, object]]:
-    """transferEnv (spec 4.5): whole EnvVars copied from a regular container; missing skipped."""
+    """transferEnv (behaviour.md §5.3): whole EnvVars copied from a regular container, if there."""
     by_key: dict[tuple[str, str], Mapping[str, object]] = {}
     for container in pod.containers:
         for env in _objects(container.get("env")):
@@ -586,7 +586,7 @@ def _sidecar_body(
     where: str,
     warnings: list[str],
 ) -> JsonObject:
-    """The container to inject for one SidecarContainer (spec 4.3), before any hot-upgrade split."""
+    """The container to inject for one SidecarContainer (behaviour.md §4.2), before a hot split."""
     body: JsonObject = copy_json(
         {k: v for k, v in sidecar.body.items() if k not in SIDECARSET_ONLY_FIELDS}
     )
@@ -837,7 +837,7 @@ def _select(
     namespace_labels: Mapping[str, str] | None,
     labels: Mapping[str, str],
 ) -> tuple[list[SidecarSet], dict[str, Skip], list[str]]:
-    """The SidecarSets selecting the pod, in name order, with canary bases dropped (spec 4.2)."""
+    """The SidecarSets selecting the pod, by name, canary bases dropped (behaviour.md §3.1)."""
     warnings: list[str] = []
     passed_over: dict[str, Skip] = {}
     selected: list[SidecarSet] = []
@@ -888,7 +888,7 @@ def inject(
     now: str,
     request_namespace: str,
 ) -> Injection:
-    """Decide what the matching SidecarSets add to a pod being created (spec 4 and 5.1).
+    """Decide what the matching SidecarSets add to a pod being created (behaviour.md §4, §8.1).
 
     `sidecarsets` are defaulted (hash annotations present), each already the revision to inject
     (`choose_revision`). `namespace_labels` are the labels of the pod's namespace, None when it
@@ -1010,7 +1010,7 @@ def _bookkeeping(
     listed: Sequence[str],
     warnings: list[str],
 ) -> None:
-    """Write the spec 4.3/4.10 annotations into `final`, keeping other SidecarSets' entries."""
+    """Write the behaviour.md §4.4 annotations into `final`, keeping other SidecarSets' entries."""
     hot_working: dict[str, str] = {}
     if any(built[s.name].hot_working for s in injected):
         try:
@@ -1105,7 +1105,7 @@ def apply_injection(pod: Mapping[str, object], injection: Injection) -> dict[str
     return result
 
 
-# --- which revision to inject (spec 4.6) ------------------------------------------------------
+# --- which revision to inject (behaviour.md §4.5) ---------------------------------------------
 
 
 class RevisionLookupFailed(msgspec.Struct, frozen=True, kw_only=True):
@@ -1143,10 +1143,10 @@ def choose_revision(
     pod_labels: Mapping[str, str],
     draw: float,
 ) -> SidecarSet:
-    """The SidecarSet version a new pod gets (spec 4.6): `live` or the pinned `historic` one.
+    """The SidecarSet version a new pod gets (behaviour.md §4.5): `live` or the pinned `historic`.
 
     `historic` is the resolved revision when `wants_pinned_revision(live)`, else ignored; as
-    Kruise restores it (spec 3.7), it carries the revision's hash annotations and
+    Kruise restores it (behaviour.md §4.6), it carries the revision's hash annotations and
     `status.latestRevision` = the revision name, which injection records in the pod.
     `draw` is uniform in [0, 1): with `policy: Partial` and a percent partition p, the pod gets
     the historic revision when `draw < p` (Kruise uses `<=`, which makes "0%" not quite zero).

@@ -341,7 +341,7 @@ class SidecarSetUpdateStrategy(msgspec.Struct, frozen=True, kw_only=True, rename
 
     @property
     def is_not_update(self) -> bool:
-        """NotUpdate: inject only. Any other value, unknown ones included, rolls (Kruise §1.4)."""
+        """NotUpdate: inject only. Any other value, even unknown ones, rolls (behaviour.md §1.4)."""
         return self.type == UpdateStrategyType.NOT_UPDATE
 
 

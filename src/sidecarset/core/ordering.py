@@ -1,4 +1,4 @@
-"""The order in which waiting pods get their sidecars updated (spec 7.3).
+"""The order in which waiting pods get their sidecars updated (behaviour.md §7.3).
 
 One stable sort whose key is `(priority, default order, namespace, name)`, followed, when a
 `scatterStrategy` is set, by Kruise's scatter pass, which interleaves pods sharing a label value
@@ -10,7 +10,7 @@ Differences from Kruise, on purpose:
 * Pods equal under every rule are ordered by namespace/name, so plans reproduce (Kruise sorts the
   default order with an unstable sort).
 * `orderPriority`: pods carrying none of the ordered keys sort AFTER every keyed pod. Kruise gives
-  them level -1, which puts them first, contrary to its documentation (spec 11.16).
+  them level -1, which puts them first, contrary to its documentation (behaviour.md §12.14).
 * `scatterStrategy` with `value: "*"` expands to the label values found on the matched pods in
   sorted order, and the group-density comparison is exact; Kruise uses pod list order and
   float32 arithmetic. Orders only differ where Kruise's depend on list order or rounding.

@@ -160,7 +160,7 @@ class PodView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=Fals
 
     @property
     def upgradable_condition(self) -> PodConditionView | None:
-        """The `SidecarSetUpgradable` condition (spec 7.6), or None."""
+        """The `SidecarSetUpgradable` condition (behaviour.md §9.3), or None."""
         return self.condition(wire.UPGRADABLE_CONDITION)
 
     @property

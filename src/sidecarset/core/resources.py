@@ -1,4 +1,4 @@
-"""A sidecar's `resources` computed from its `resourcesPolicy` at injection (spec 4.9).
+"""A sidecar's `resources` computed from its `resourcesPolicy` at injection (behaviour.md §4.8).
 
 `compute_resources` aggregates the pod's target containers (sum or max per resource, a missing
 limit meaning "unlimited") and evaluates the policy's expressions with the engine of

@@ -1,4 +1,4 @@
-"""SidecarSet revision history as data (spec 8): what a revision holds, its name, which
+"""SidecarSet revision history as data (behaviour.md §10): what a revision holds, its name, which
 revision is current after a spec change, and which old revisions may be deleted.
 
 The reconciler lists the SidecarSet's ControllerRevisions, turns them into `RevisionRecord`s,

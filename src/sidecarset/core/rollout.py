@@ -1,10 +1,11 @@
 """One rollout round: which matched pods get new sidecar images now, and why every other waits.
 
-`plan_round` decides (spec 7.1-7.4, 5.3); `pod_update` and `flip_update` say exactly how one pod
-changes (7.5, 5.2, 5.3). The reconciler applies a `RoundPlan` with conditional writes, `plan`
-prints it, and tests assert on it. Nothing here reads a clock or the API: `now` is a parameter.
+`plan_round` decides (behaviour.md §7.1-§7.4, §8.3); `pod_update` and `flip_update` say how
+one pod changes (§7.5, §8.2, §8.3). The reconciler applies a `RoundPlan` with conditional writes,
+`plan` prints it, and tests assert on it. Nothing here reads a clock or the API: `now` is a
+parameter.
 
-The unavailability budget, stricter than Kruise on purpose (spec 11.3):
+The unavailability budget, stricter than Kruise on purpose (behaviour.md §12.2):
 
 * A matched pod is *disrupted* when it is updated but not available (not state consistent, not
   Ready, or its hot upgrade awaits the reset), or when it is in the middle of an update: a
@@ -21,14 +22,14 @@ The unavailability budget, stricter than Kruise on purpose (spec 11.3):
   still taken (how a pod stuck mid hot upgrade gets a fixed image while the budget is spent).
 * `maxUnavailable: 0` means no pod may be disrupted: only free updates happen.
 
-Hot-upgrade resets (flips) no longer end the round (spec 11.13): a flipped pod is already
+Hot-upgrade resets (flips) no longer end the round (behaviour.md §12.15): a flipped pod is already
 disrupted, is held `inFlight` for this round, and other pods proceed within the budget.
 
 Rolling back a hot upgrade whose new twin never became ready reverts the pod: the idle twin
 still runs the wanted image, so it becomes the working twin again and the failed twin gets the
-empty image. Kruise changes nothing there (the other twin "already runs the new image", spec
-5.2) yet bumps the hash, leaving the pod counted as updated with its working twin crash-looping
-and never ready to flip: a rollback could never recover it.
+empty image. Kruise changes nothing there (the other twin "already runs the new image",
+behaviour.md §8.2) yet bumps the hash, leaving the pod counted as updated with its working twin
+crash-looping and never ready to flip: a rollback could never recover it.
 """
 
 from __future__ import annotations
@@ -181,7 +182,7 @@ def matched_pods(
     pods: Sequence[PodView],
     judgements: candidates.Judgements | None = None,
 ) -> tuple[PodView, ...]:
-    """The pods this SidecarSet rolls and counts (spec 6.1), sorted by namespace/name."""
+    """The pods this SidecarSet rolls and counts (behaviour.md §3.2), sorted by namespace/name."""
     judged = (judgements or candidates.Judgements()).judge(sidecarset, pods)
     return tuple(pod for _, pod, _ in judged)
 
@@ -197,7 +198,7 @@ def plan_round(
 ) -> RoundPlan:
     """Choose this round's pods; never grows the disrupted count past `maxUnavailable`.
 
-    `pods` are the pods the SidecarSet's selector and namespace scope select (matching, 6.1, is
+    `pods` are the pods the SidecarSet's selector and namespace scope select (matching, §3.2, is
     applied here). `pending` are pods with a write of ours not yet visible in `pods`: they are
     held `inFlight` and count as disrupted. `latest_revision` is recorded in the pods' hash
     entries (default: `status.latestRevision`). `judgements`, kept by the caller from round to
@@ -377,7 +378,7 @@ def _requeue_after(
     return None
 
 
-# --- partition and maxUnavailable arithmetic (spec 7.4) ---------------------------------------
+# --- partition and maxUnavailable arithmetic (behaviour.md §7.4) -------------------------------
 
 _PERCENT = re.compile(r"^([0-9]+)%$")
 
@@ -431,7 +432,7 @@ def _bad_value(field: str, value: object, consequence: str) -> str:
     return str(error)
 
 
-# --- one pod's mutation (spec 7.5, 5.2, 5.3) ---------------------------------------------------
+# --- one pod's mutation (behaviour.md §7.5, §8.2, §8.3) -----------------------------------------
 
 
 def pod_update(
@@ -446,19 +447,19 @@ def pod_update(
     Images: each cold sidecar (native sidecars included) whose pod image differs gets the new
     image; for a hot sidecar, the twin picked by `_twin_to_upgrade` gets it unless the other twin
     already runs it, and the working-twin and version annotations move as Kruise moves them
-    (5.2). When the other twin already runs it but is the idle one (a rollback of a failed hot
-    upgrade), the pod is reverted instead: the other twin works again and the picked one is reset
-    to the empty image, with the version annotations a reset writes (5.3). Nothing but images
-    changes in the containers.
+    (behaviour.md §8.2). When the other twin already runs it but is the idle one (a rollback of a
+    failed hot upgrade), the pod is reverted instead: the other twin works again and the picked
+    one is reset to the empty image, with the version annotations a reset writes (§8.3). Nothing
+    but images changes in the containers.
 
     Annotations: this SidecarSet's hash entry is bumped (timestamp `now`, `controllerRevision` =
     `latest_revision` or `status.latestRevision`); legacy hash-without-image values are rewritten
     in the current form; the in-place-update-state entry records the imageIDs of the changed
     containers, with its revision and timestamp refreshed on every update (Kruise keeps the first
-    ones forever, spec 11.16), and is left alone when no image changes; a missing injected-list
-    is backfilled from the SidecarSets the hash annotation names; then `patchPodMetadata` applies.
-    A patch that cannot be applied (MergePatchJson into a non-JSON value) or an unreadable
-    annotation we must rewrite becomes a blocker instead of an exception.
+    ones forever, behaviour.md §12.16), and is left alone when no image changes; a missing
+    injected-list is backfilled from the SidecarSets the hash annotation names; then
+    `patchPodMetadata` applies. A patch that cannot be applied (MergePatchJson into a non-JSON
+    value) or an unreadable annotation we must rewrite becomes a blocker instead of an exception.
     """
     annotations = dict(pod.annotations)
     blockers: list[Blocker] = []
@@ -495,7 +496,7 @@ def pod_update(
 
 
 def flip_update(sidecarset: SidecarSet, pod: PodView, now: datetime) -> PodUpdate | None:
-    """The hot-upgrade reset of one pod (spec 5.3); None when no idle twin needs it.
+    """The hot-upgrade reset of one pod (behaviour.md §8.3); None when no idle twin needs it.
 
     Each hot sidecar's idle twin gets the empty image, `version.../<idle>` becomes "0" and
     `versionalt.../<working>` becomes "0"; the imageIDs of the reset twins are recorded so their
@@ -537,7 +538,7 @@ def flip_update(sidecarset: SidecarSet, pod: PodView, now: datetime) -> PodUpdat
 def upgradable_condition_update(
     pod: PodView, sidecarset_name: str, upgradable: bool, now: datetime
 ) -> PodConditionUpdate | None:
-    """The SidecarSetUpgradable condition once this SidecarSet says `upgradable` (spec 7.6);
+    """The SidecarSetUpgradable condition once this SidecarSet says `upgradable` (behaviour §9.3);
     None when the pod's condition already says exactly that.
 
     Other SidecarSets' verdicts in the message are kept; an unreadable message is replaced.
@@ -647,8 +648,8 @@ def _sidecar_change(
 
 
 def _twin_to_upgrade(sidecarset: SidecarSet, sidecar: Sidecar, pod: PodView) -> tuple[str, str]:
-    """(twin to overwrite, the other twin), spec 5.2: the one with the empty image (S-1 checked
-    first); else the only one that is not Ready and consistent; else the idle one."""
+    """(twin to overwrite, the other twin), behaviour.md §8.2: the one with the empty image (S-1
+    checked first); else the only one that is not Ready and consistent; else the idle one."""
     first, second = wire.hot_upgrade_names(sidecar.name)
     _, first_image = _find(pod, sidecar.location, first)
     _, second_image = _find(pod, sidecar.location, second)

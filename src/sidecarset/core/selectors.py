@@ -4,7 +4,7 @@ A `LabelSelector` is validated as metav1 does (qualified-name keys, label values
 operators and their value rules), compiled once, then matched against label maps with
 Kubernetes semantics (an empty selector matches everything; Kruise's "an empty SidecarSet
 selector matches nothing" is the caller's rule). The overlap test decides whether two selectors
-can select a common object; validation uses it to find conflicting SidecarSets (spec 3.5).
+can select a common object; validation uses it to find conflicting SidecarSets (behaviour.md §3.3).
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def matches_or_false(selector: LabelSelector, labels: Mapping[str, str]) -> bool
 def overlaps(first: LabelSelector, second: LabelSelector) -> bool:
     """True when some label set satisfies both selectors, decided exactly.
 
-    Kruise (spec 3.5, `pkg/util/selector.go`) uses a heuristic that is wrong both ways: it
+    Kruise (behaviour.md §12.9, `pkg/util/selector.go`) uses a heuristic that is wrong both ways: it
     calls `Exists` on a key the other selector doesn't mention disjoint (a missed conflict), and
     it ignores `NotIn` against `Exists`/`In` subsets. Here requirements are grouped per key and
     each key is checked for a value (or absence) that meets all of them; keys are independent,

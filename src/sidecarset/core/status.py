@@ -1,7 +1,7 @@
 """The SidecarSet status a round reports: Kruise's counters plus Ready/Progressing/Stalled.
 
-`compute_status` runs after `rollout.plan_round` (spec 11.7) so the conditions can say why the
-rollout waits, but the counters describe the pods as observed, not as they will be once the
+`compute_status` runs after `rollout.plan_round` (behaviour.md §12.5) so the conditions can say
+why the rollout waits, but the counters describe the pods as observed, not as they will be once the
 round's writes land: a pod updated this round counts as updated in the next round's status,
 which the write itself triggers. Projecting the writes would report containers as running an
 image the kubelet has not started yet.
@@ -100,7 +100,7 @@ def compute_status(
     failing_after: timedelta = DEFAULT_FAILING_AFTER,
     missed_injection: Sequence[PodKey] | None = None,
 ) -> SidecarSetStatus:
-    """The status to write for this round, counted over the pods `plan` matched (6.2).
+    """The status to write for this round, counted over the pods `plan` matched (§9.1).
 
     Conditions of other types found in `previous_conditions` are kept as they are, after ours.
     `missed_injection` are the selected pods admitted without our sidecars (InjectionMissed);

@@ -1,4 +1,4 @@
-"""SidecarSet admission validation (spec 3): every problem, with its field path, and warnings.
+"""SidecarSet admission validation (behaviour.md §11): every problem, with its path, and warnings.
 
 `validate(new, old, peers, policy)` is what the validating webhook and the offline CLI call.
 It covers Kruise's rules (name, selectors, strategies, patchPodMetadata and its whitelist,
@@ -81,7 +81,7 @@ BASELINE_CAPABILITIES: Final = frozenset(
 
 
 class WhitelistRule(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """One rule of Kruise's `SidecarSet_PatchPodMetadata_WhiteList` (spec 3.4).
+    """One rule of Kruise's `SidecarSet_PatchPodMetadata_WhiteList` (behaviour.md §6.3).
 
     Applies to SidecarSets whose labels match `selector` (all of them when None).
     """
@@ -118,7 +118,7 @@ class ValidationPolicy(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RevisionLookup(msgspec.Struct, frozen=True, kw_only=True):
-    """Whether `injectionStrategy.revision` resolved to a ControllerRevision (spec 3.7).
+    """Whether `injectionStrategy.revision` resolved to a ControllerRevision (behaviour.md §4.6).
 
     The caller looks it up; an API failure must not be passed as `found=False`.
     """
@@ -262,7 +262,7 @@ def _check_annotations(annotations: Mapping[str, str], path: Path) -> Iterator[F
         yield FieldError.too_long(path, _ANNOTATIONS_MAX_BYTES)
 
 
-# --- canary (spec 3.6) ------------------------------------------------------------------------
+# --- canary (behaviour.md §11.8) ----------------------------------------------------------------
 
 
 def _check_canary(
@@ -1642,12 +1642,12 @@ def _hash_spec(sidecarset: SidecarSet) -> dict[str, object]:
 
 
 def _edit_warnings(sidecarset: SidecarSet, previous: SidecarSet) -> Iterator[str]:
-    """Warn when an edit strands running pods (spec 11.1): hash-without-image changes."""
+    """Warn when an edit strands running pods (behaviour.md §11.7): hash-without-image changes."""
     new_spec, old_spec = _hash_spec(sidecarset), _hash_spec(previous)
     if hashing.spec_hash_without_image(new_spec) == hashing.spec_hash_without_image(old_spec):
         return
     groups = ["containers"]
-    # Init containers are hashed, all of them, once any is a native sidecar (spec 2.1).
+    # Init containers are hashed, all of them, once any is a native sidecar (behaviour.md §2.1).
     if any(c.is_native_sidecar for s in (sidecarset, previous) for c in s.spec.init_containers):
         groups.append("initContainers")
     for key in groups:
@@ -1681,7 +1681,7 @@ def _encodings(items: object) -> dict[str, str]:
     }
 
 
-# --- conflicts with other SidecarSets (spec 3.5) ----------------------------------------------
+# --- conflicts with other SidecarSets (behaviour.md §11.9) --------------------------------------
 
 
 def _namespace_scope(sidecarset: SidecarSet) -> LabelSelector | None:
@@ -1694,7 +1694,7 @@ def _namespace_scope(sidecarset: SidecarSet) -> LabelSelector | None:
 def _overlapping(first: SidecarSet, second: SidecarSet) -> bool:
     a, b = first.spec.selector, second.spec.selector
     if a is None or b is None or a.is_empty or b.is_empty:
-        return False  # an empty pod selector injects nothing (spec 1.1)
+        return False  # an empty pod selector injects nothing (behaviour.md §3.1)
     scope_a, scope_b = _namespace_scope(first), _namespace_scope(second)
     if scope_a is not None and scope_b is not None and not selectors.overlaps(scope_a, scope_b):
         return False

@@ -1,9 +1,9 @@
 """Kruise's pod-side wire contract: annotation, label, env and condition keys, and JSON formats.
 
-Everything a pod carries for SidecarSets (spec sections 4.10, 5, 7.5, 7.6) is named here, with typed
-readers that accept the current and legacy forms and writers that emit exactly what Kruise's Go
-code emits (compact JSON, struct fields in Go declaration order, map keys sorted, `<`, `>` and `&`
-escaped). Injection, the rollout writer and status read and write pods only through this module.
+Everything a pod carries for SidecarSets (behaviour.md §4.4, §7.5, §8.1, §9.3) is named here, with
+typed readers that accept the current and legacy forms and writers that emit exactly what Kruise's
+Go code emits (compact JSON, struct fields in Go declaration order, map keys sorted, `<`, `>` and
+`&` escaped). Injection, the rollout writer and status read and write pods only through this module.
 
 Our own addition is the per-pod opt-out `sidecarset.kruise.io/inject: "false"` (`INJECT_OPT_OUT`):
 a pod carrying it as an annotation, or as a label (the way Istio users spell
@@ -85,10 +85,10 @@ VERSION_ANNOTATION_PREFIX = "version.sidecarset.kruise.io/"
 VERSION_ALT_ANNOTATION_PREFIX = "versionalt.sidecarset.kruise.io/"
 """Prefix of the twin's version annotation (Kruise's proposal says `version_alt.`; code wins)."""
 INPLACE_UPDATE_STATE_ANNOTATION = "kruise.io/sidecarset-inplace-update-state"
-"""Pod annotation written by the controller: imageIDs before an in-place update (spec 7.5)."""
+"""Pod annotation written by the controller: imageIDs before an in-place update (behaviour §7.5)."""
 
 UPGRADABLE_CONDITION = "SidecarSetUpgradable"
-"""Pod condition type; its message is a JSON map SidecarSet name -> bool (spec 7.6)."""
+"""Pod condition type; its message is a JSON map SidecarSet name -> bool (behaviour.md §9.3)."""
 ALL_UPGRADABLE_REASON = "AllSidecarsetUpgradable"
 NOT_UPGRADABLE_REASON = "UpdateImmutableField"
 

@@ -59,6 +59,7 @@ class Component:
     timeout: float = 90.0
     env: Mapping[str, str] | None = None
     port: int | None = None
+    prepare: Callable[[], None] | None = None  # runs just before the process starts
 
 
 @dataclass
@@ -160,6 +161,8 @@ class ControlPlane:
                         f"{self.workdir} to pick new ports"
                     )
                 progress(f"starting {component.name}")
+                if component.prepare is not None:
+                    component.prepare()
                 _, record = spawn(
                     component.name,
                     component.argv,
@@ -180,13 +183,25 @@ class ControlPlane:
             state.save(self.state_path)
             raise
 
-    def down(self, *, progress: Progress = print, names: Sequence[str] | None = None) -> None:
-        """Stop the named components (default: all), newest first."""
+    def down(
+        self,
+        *,
+        progress: Progress = print,
+        names: Sequence[str] | None = None,
+        before_stop: Mapping[str, Callable[[], None]] | None = None,
+    ) -> None:
+        """Stop the named components (default: all), newest first.
+
+        `before_stop[name]` runs just before `name` is stopped, even if it is no longer
+        running (the real node stops its pods through containerd that way).
+        """
         state = self.state()
         for name in reversed(list(state.processes)):
             if names is not None and name not in names:
                 continue
             record = state.processes[name]
+            if before_stop and name in before_stop:
+                before_stop[name]()
             if record.is_running():
                 progress(f"stopping {name} (pid {record.pid})")
                 stop(record)
@@ -210,6 +225,40 @@ class ControlPlane:
                 )
             )
         return result
+
+    def reserve_port(self, name: str) -> int:
+        """A loopback port recorded under `name`, kept across `up`s like the others."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        state = self.state()
+        if name not in state.ports:
+            port = free_port()
+            while port in state.ports.values():
+                port = free_port()
+            state.ports[name] = port
+            state.save(self.state_path)
+        return state.ports[name]
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """GET an API path as the cluster admin: (status code, body)."""
+        return self._get(f"{self.server}{path}", self._admin_context())
+
+    def patch(self, path: str, body: object) -> int:
+        """A strategic merge patch of an API path as the cluster admin; the status code."""
+        request = urllib.request.Request(
+            f"{self.server}{path}",
+            data=json.dumps(body).encode(),
+            method="PATCH",
+            headers={"Content-Type": "application/strategic-merge-patch+json"},
+        )
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}),
+            urllib.request.HTTPSHandler(context=self._admin_context()),
+        )
+        try:
+            with opener.open(request, timeout=5) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
 
     def is_ready(self) -> bool:
         try:
@@ -389,6 +438,8 @@ class ControlPlane:
                     # Loopback cannot be the `kubernetes` Service endpoint; skip the reconciler.
                     "--endpoint-reconciler-type=none",
                     "--allow-privileged=true",
+                    # `kubectl logs/exec` on a real node: its InternalIP is 127.0.0.1.
+                    "--kubelet-preferred-address-types=InternalIP,Hostname",
                     f"--cert-dir={self.workdir / 'apiserver-certs'}",
                     "--watch-cache=true",
                     *self._apiserver_args,

@@ -45,6 +45,11 @@ class Rules:
     """Seconds a failing image runs before it crashes."""
     crash_backoff: float = 1.0
     """Seconds before a crashed container is started again (kept short for tests)."""
+    stop_delay: float = 0.0
+    """Seconds an old container takes to stop after its image changed in place. A real kubelet
+    sends SIGTERM and waits up to the pod's grace period; a process that ignores SIGTERM (a
+    shell as PID 1) is SIGKILLed at its end (exit code 137). Until then it keeps running, on
+    its old image. 0: it stops at once, cleanly (exit code 0)."""
     failing_images: re.Pattern[str] | None = field(default_factory=lambda: re.compile(r":broken"))
     """Image references matching this never become ready (crash loop)."""
 
@@ -316,7 +321,8 @@ def _advance(
 
     if "running" in state:
         if st["image"] != image:
-            _kill(st, clock, exit_code=0, reason="Completed")
+            if not _stopped(st, key, clock, marks, wakes, rules):
+                return st
             marks[key] = clock.mono
             wakes.append(clock.mono + rules.start_delay)
             return st
@@ -377,6 +383,29 @@ def _advance(
     else:
         wakes.append(clock.mono + rules.ready_delay)
     return st
+
+
+def _stopped(
+    st: ContainerStatus,
+    key: str,
+    clock: _Clock,
+    marks: dict[str, float],
+    wakes: list[float],
+    rules: Rules,
+) -> bool:
+    """Stop a container whose image changed: at once and cleanly, or after `stop_delay` with
+    the SIGKILL a process ignoring SIGTERM gets. False while it is still stopping."""
+    if rules.stop_delay <= 0:
+        _kill(st, clock, exit_code=0, reason="Completed")
+        return True
+    stopping = f"{key}/stopping"
+    began = marks.setdefault(stopping, clock.mono)
+    if clock.mono - began < rules.stop_delay:
+        wakes.append(began + rules.stop_delay)
+        return False
+    del marks[stopping]
+    _kill(st, clock, exit_code=137, reason="Error")
+    return True
 
 
 def _kill(st: ContainerStatus, clock: _Clock, *, exit_code: int, reason: str) -> None:

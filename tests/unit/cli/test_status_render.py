@@ -121,9 +121,10 @@ def test_progress_bars_fit_one_line_per_sidecarset_on_an_80_column_terminal() ->
     bars.show(status.row_of(sidecarset("filebeat", updated=3, updated_ready=2)))
     bars.show(status.row_of(sidecarset("fresh", generation=2, observed=1, updated=5)))
     bars.show(status.row_of({"metadata": {"name": "new", "generation": 1}}))
-    console = Console(width=80, file=io.StringIO())
+    out = io.StringIO()
+    console = Console(width=80, file=out)
     console.print(bars._progress.get_renderable())
-    lines = console.file.getvalue().splitlines()
+    lines = out.getvalue().splitlines()
     assert [line.split()[0] for line in lines] == ["filebeat", "fresh", "new"]
     assert lines[0].rstrip().endswith("2/5 updated 3 ready 5 Rolling")
     assert lines[1].rstrip().endswith("Rolling (stale)")

@@ -1,4 +1,4 @@
-"""candidates: where one pod stands against one SidecarSet (spec 6.1, 7.2, 7.5)."""
+"""candidates: where one pod stands against one SidecarSet (behaviour.md §3.2, §7.2, §7.6)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_a_not_ready_sidecar_mid_update_is_still_a_candidate_so_a_bad_image_can_
     assert candidates.classify(SIDECARSET, pod).kind is PodStateKind.CANDIDATE
 
 
-# --- state consistency (7.5) ------------------------------------------------------------------
+# --- state consistency (behaviour.md §7.6) -----------------------------------------------------
 
 
 def test_a_sidecar_never_updated_in_place_is_consistent_whatever_its_status_image() -> None:
@@ -197,7 +197,7 @@ def test_image_references_normalise_as_runtimes_report_them(
     assert candidates.normalize_image(reference) == normalised
 
 
-# --- matching (6.1) ---------------------------------------------------------------------------
+# --- matching (behaviour.md §3.2) --------------------------------------------------------------
 
 
 def test_terminating_pods_are_not_matched() -> None:

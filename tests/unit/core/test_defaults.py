@@ -1,4 +1,4 @@
-"""SidecarSet defaulting (spec 1.2, 2.2)."""
+"""SidecarSet defaulting (behaviour.md §1.7)."""
 
 from __future__ import annotations
 
@@ -16,13 +16,15 @@ FIXTURES = Path(__file__).parents[2] / "fixtures"
 
 
 def default_one(container: dict[str, Any]) -> dict[str, Any]:
-    return defaults.apply_defaults({"spec": {"containers": [container]}})["spec"]["containers"][0]
+    result: dict[str, Any] = defaults.apply_defaults({"spec": {"containers": [container]}})
+    first: dict[str, Any] = result["spec"]["containers"][0]
+    return first
 
 
 def test_filebeat_defaults_fill_every_documented_field() -> None:
     manifest = yaml.safe_load((FIXTURES / "filebeat-sidecarset.yaml").read_text())
 
-    result = defaults.apply_defaults(manifest)
+    result: dict[str, Any] = defaults.apply_defaults(manifest)
 
     spec = result["spec"]
     container = spec["containers"][0]
@@ -57,7 +59,9 @@ def test_defaulting_twice_changes_nothing() -> None:
 
 
 def test_init_containers_default_to_after_app_containers() -> None:
-    result = defaults.apply_defaults({"spec": {"initContainers": [{"name": "i", "image": "x"}]}})
+    result: dict[str, Any] = defaults.apply_defaults(
+        {"spec": {"initContainers": [{"name": "i", "image": "x"}]}}
+    )
 
     assert result["spec"]["initContainers"][0]["podInjectPolicy"] == "AfterAppContainer"
 
@@ -232,23 +236,27 @@ def test_volumes_get_kubernetes_defaults(volume: dict[str, Any], expected: dict[
 
 
 def test_patch_policy_defaults_to_retain() -> None:
-    result = defaults.apply_defaults({"spec": {"patchPodMetadata": [{"annotations": {"a": "b"}}]}})
+    result: dict[str, Any] = defaults.apply_defaults(
+        {"spec": {"patchPodMetadata": [{"annotations": {"a": "b"}}]}}
+    )
 
     assert result["spec"]["patchPodMetadata"][0]["patchPolicy"] == "Retain"
 
 
 def test_revision_policy_defaults_to_always_only_when_a_revision_is_set() -> None:
-    with_revision = defaults.apply_defaults(
+    with_revision: dict[str, Any] = defaults.apply_defaults(
         {"spec": {"injectionStrategy": {"revision": {"customVersion": "v1"}}}}
     )
-    without = defaults.apply_defaults({"spec": {"injectionStrategy": {"paused": True}}})
+    without: dict[str, Any] = defaults.apply_defaults(
+        {"spec": {"injectionStrategy": {"paused": True}}}
+    )
 
     assert with_revision["spec"]["injectionStrategy"]["revision"]["policy"] == "Always"
     assert without["spec"]["injectionStrategy"] == {"paused": True}
 
 
 def test_explicit_strategy_values_are_kept() -> None:
-    result = defaults.apply_defaults(
+    result: dict[str, Any] = defaults.apply_defaults(
         {"spec": {"updateStrategy": {"type": "NotUpdate", "partition": "10%", "maxUnavailable": 0}}}
     )
 
@@ -260,7 +268,7 @@ def test_explicit_strategy_values_are_kept() -> None:
 
 
 def test_hash_annotations_are_overwritten_and_other_annotations_kept() -> None:
-    result = defaults.apply_defaults(
+    result: dict[str, Any] = defaults.apply_defaults(
         {
             "metadata": {
                 "annotations": {"kruise.io/sidecarset-hash": "stale", "team": "infra"},
@@ -278,7 +286,9 @@ def test_hash_annotations_are_overwritten_and_other_annotations_kept() -> None:
 
 
 def test_values_of_the_wrong_type_are_left_for_validation() -> None:
-    result = defaults.apply_defaults({"spec": {"containers": "oops", "volumes": [3]}})
+    result: dict[str, Any] = defaults.apply_defaults(
+        {"spec": {"containers": "oops", "volumes": [3]}}
+    )
 
     assert result["spec"]["containers"] == "oops"
     assert result["spec"]["volumes"] == [3]

@@ -1,4 +1,4 @@
-"""The SidecarSet hashes must be byte-identical to Kruise's (spec 2.1)."""
+"""The SidecarSet hashes must be byte-identical to Kruise's (behaviour.md §2)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_defaulted_container_matches_kruise_vectors() -> None:
 
 
 def test_defaulting_a_bare_container_reproduces_the_defaulted_vector() -> None:
-    defaulted = defaults.apply_defaults(
+    defaulted: dict[str, Any] = defaults.apply_defaults(
         {"spec": {"containers": [{"name": "dns-f", "image": "dns:1.0"}]}}
     )
 
@@ -94,7 +94,8 @@ def test_filebeat_sidecarset_hashes_are_pinned() -> None:
     included; the four upstream vectors above pin the algorithm independently.
     """
     manifest = yaml.safe_load((FIXTURES / "filebeat-sidecarset.yaml").read_text())
-    annotations = defaults.apply_defaults(manifest)["metadata"]["annotations"]
+    defaulted: dict[str, Any] = defaults.apply_defaults(manifest)
+    annotations = defaulted["metadata"]["annotations"]
 
     assert annotations == {
         "kruise.io/sidecarset-hash": (
@@ -116,7 +117,8 @@ def test_kitchen_sink_container_matches_go_byte_for_byte() -> None:
     unknown field dropped.
     """
     vector = json.loads((FIXTURES / "hash_kitchen_sink.json").read_text())
-    spec = defaults.apply_defaults(vector["sidecarset"])["spec"]
+    defaulted: dict[str, Any] = defaults.apply_defaults(vector["sidecarset"])
+    spec = defaulted["spec"]
 
     assert hashing.hash_input(spec).decode() == vector["hashInput"]
     assert hashing.spec_hash(spec) == vector["hash"]
@@ -140,7 +142,11 @@ def test_init_containers_stay_out_of_the_hash_without_a_native_sidecar() -> None
 
 def test_fields_newer_than_kruises_kubernetes_types_do_not_change_the_hash() -> None:
     # Kruise decodes into k8s.io/api v0.32, which has no lifecycle.stopSignal: Go drops it.
-    plain = {"name": "a", "image": "b", "lifecycle": {"preStop": {"sleep": {"seconds": 1}}}}
+    plain: dict[str, Any] = {
+        "name": "a",
+        "image": "b",
+        "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
+    }
     newer = {**plain, "lifecycle": {**plain["lifecycle"], "stopSignal": "SIGTERM"}}
 
     assert hashing.spec_hash({"containers": [newer]}) == hashing.spec_hash({"containers": [plain]})

@@ -1,4 +1,4 @@
-"""Pod injection (spec 4 and 5.1) on plain dicts: matching, building, merging, bookkeeping."""
+"""Pod injection (behaviour.md §4, §8.1) on plain dicts: matching, building, merging, records."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def test_filebeat_is_injected_before_nginx_with_its_body_and_the_injected_marker
 
     assert names(pod["spec"]["containers"]) == ["filebeat", "nginx"]
     filebeat = container(pod, "filebeat")
-    expected = {
+    expected: dict[str, Any] = {
         k: v
         for k, v in sidecarset.spec.containers[0].body.items()
         if k not in injection.SIDECARSET_ONLY_FIELDS

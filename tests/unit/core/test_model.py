@@ -276,7 +276,7 @@ def test_field_errors_render_the_kubernetes_way(error: FieldError, rendered: str
 
 
 def test_field_error_kinds_are_kubernetes_reasons() -> None:
-    assert FieldErrorKind.INVALID == "FieldValueInvalid"
+    assert FieldErrorKind.INVALID.value == "FieldValueInvalid"
     assert FieldErrorKind.NOT_SUPPORTED.phrase == "Unsupported value"
 
 

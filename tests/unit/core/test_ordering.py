@@ -1,4 +1,4 @@
-"""ordering: default order, priorityStrategy and scatterStrategy (spec 7.3)."""
+"""ordering: default order, priorityStrategy and scatterStrategy (behaviour.md §7.3)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def test_order_priority_takes_lower_levels_first_then_higher_suffixes() -> None:
 
 
 def test_order_priority_puts_pods_without_any_key_after_keyed_pods() -> None:
-    # Kruise gives unkeyed pods level -1, which sorts them FIRST (spec 11.16); ours go last.
+    # Kruise gives unkeyed pods level -1, which sorts them FIRST (behaviour.md §12.14); ours: last.
     strategy = {"priorityStrategy": {"orderPriority": [{"orderedKey": "rank"}]}}
     unkeyed = make_pod("a-unkeyed", labels={})
     keyed = make_pod("b-keyed", labels={"rank": "1"})

@@ -1,4 +1,4 @@
-"""revisions: revision data, names, reuse/renumber/create and history pruning (spec 8)."""
+"""revisions: revision data, names, reuse/renumber/create and history pruning (behaviour.md §10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""rollout: who updates this round and why the others wait (spec 7.1-7.5, 5.2, 5.3)."""
+"""rollout: who updates this round and why the others wait (behaviour.md §7, §8.2, §8.3)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def _key(name: str) -> PodKey:
     return PodKey("default", name)
 
 
-# --- spec 7.4 worked numbers ------------------------------------------------------------------
+# --- behaviour.md §7.4: Kruise's worked numbers -------------------------------------------------
 # All candidates in these tables are Ready, so our stricter budget rule (not-ready candidates
 # pay too, in-flight pods count as unavailable) gives Kruise's numbers unchanged. The tables
 # after these show where the rules part.
@@ -277,7 +277,7 @@ def test_max_unavailable_count(value: int | str | None, matched: int, expected: 
     assert rollout.max_unavailable_count(value, matched) == expected
 
 
-# --- the pod mutation (7.5) -------------------------------------------------------------------
+# --- the pod mutation (behaviour.md §7.5) ------------------------------------------------------
 
 SIDECARSET = make_sidecarset()
 
@@ -317,7 +317,7 @@ def test_pod_update_records_the_imageid_before_the_change() -> None:
 
 
 def test_a_second_update_refreshes_the_inplace_state_revision_and_time() -> None:
-    # Kruise keeps the first update's revision and timestamp forever (spec 11.16).
+    # Kruise keeps the first update's revision and timestamp forever (behaviour.md §12.16).
     pod = updated_pod("p", pod_hash="older")
     sidecarset = make_sidecarset(hash_="ccc", containers=[sidecar_spec(image="test-image:v3")])
     update = rollout.pod_update(sidecarset, pod, NOW + timedelta(hours=1))
@@ -420,9 +420,9 @@ def test_native_sidecar_images_are_updated_in_place_too() -> None:
         init_containers=[{"name": "proxy", "image": "proxy:v2", "restartPolicy": "Always"}]
     )
     raw = make_pod_dict("p")
-    raw["spec"]["initContainers"] = [
+    raw["spec"]["initContainers"] = [  # type: ignore[index]
         {"name": "proxy", "image": "proxy:v1", "restartPolicy": "Always"}
-    ]  # type: ignore[index]
+    ]
     raw["status"]["initContainerStatuses"] = [  # type: ignore[index]
         {"name": "proxy", "image": "proxy:v1", "imageID": "proxy-id-1", "ready": True}
     ]
@@ -440,7 +440,7 @@ def test_native_sidecar_images_are_updated_in_place_too() -> None:
     ]
 
 
-# --- hot upgrade (5.2, 5.3) -------------------------------------------------------------------
+# --- hot upgrade (behaviour.md §8.2, §8.3) -----------------------------------------------------
 
 HOT_SET = hot_sidecarset()
 
@@ -565,7 +565,7 @@ def test_flip_of_a_pod_without_a_pending_hot_upgrade_is_none() -> None:
 
 
 def test_flips_do_not_end_the_round_and_the_flipped_pod_is_held_in_flight() -> None:
-    # Kruise ends the round after any flip (spec 11.13). A flipped pod is already counted as
+    # Kruise ends the round after any flip (behaviour.md §12.15). A flipped pod already counts as
     # unavailable, so with maxUnavailable 2 one more pod can start.
     flipping = hot_pod("a-flip", working="mesh-2", images=("mesh:v1", "mesh:v2"), pod_hash="bbb")
     waiting = [hot_pod(f"w-{i}") for i in range(3)]

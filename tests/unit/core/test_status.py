@@ -1,4 +1,4 @@
-"""status: Kruise's counters (spec 6.2) and the Ready/Progressing/Stalled conditions."""
+"""status: Kruise's counters (behaviour.md §9.1) and the Ready/Progressing/Stalled conditions."""
 
 from __future__ import annotations
 

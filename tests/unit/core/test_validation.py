@@ -1,4 +1,4 @@
-"""SidecarSet admission validation (spec 3) and its deliberate improvements."""
+"""SidecarSet admission validation (behaviour.md §11) and its deliberate improvements."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def live_sidecarsets() -> dict[str, dict[str, Any]]:
     selecting the generated pods' `fuzz: "true"`."""
     filebeat = copy.deepcopy(ARTICLE)
     filebeat["spec"]["selector"] = {"matchLabels": {"fuzz": "true"}}
-    hot = {
+    hot: dict[str, Any] = {
         "metadata": {"name": "hot"},
         "spec": {
             "selector": {"matchLabels": {"fuzz": "true"}},

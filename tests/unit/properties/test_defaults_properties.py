@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecarset.core import defaults, hashing, model, resources_expr, validation
+from sidecarset.core.errors import ModelError
 
 JSON_LEAF = (
     st.none()
@@ -286,8 +287,8 @@ def test_hash_annotations_are_the_hash_of_the_defaulted_spec(obj: dict[str, Any]
 
 @given(SIDECARSET)
 def test_hashes_are_stable_under_repeated_defaulting(obj: dict[str, Any]) -> None:
-    once = defaults.apply_defaults(obj)
-    twice = defaults.apply_defaults(once)
+    once: dict[str, Any] = defaults.apply_defaults(obj)
+    twice: dict[str, Any] = defaults.apply_defaults(once)
 
     if isinstance(once["spec"], dict):
         assert hashing.spec_hash(twice["spec"]) == hashing.spec_hash(once["spec"])
@@ -307,7 +308,7 @@ def test_validation_of_defaulted_objects_against_peers_never_raises(
     peers: list[model.SidecarSet] = []
     try:
         peers.append(model.parse_sidecarset(defaults.apply_defaults(other)))
-    except model.ModelError:
+    except ModelError:
         pass
 
     result = validation.validate(

@@ -40,7 +40,8 @@ class Kubelet:
     condition merges into the one of its type, field by field, and a null deletes a field."""
 
     def __init__(self, pod: dict[str, Any], rules: kubelet.Rules = RULES) -> None:
-        self.pod, self.rules, self.marks, self.mono = pod, rules, {}, 0.0
+        self.pod, self.rules, self.mono = pod, rules, 0.0
+        self.marks: dict[str, float] = {}
         self.last: kubelet.Step | None = None
 
     def at(self, mono: float) -> kubelet.Step:
@@ -69,6 +70,7 @@ class Kubelet:
             t = t + max(result.wake_after, 0.001)
 
     def container(self, name: str) -> dict[str, Any]:
+        st: dict[str, Any]
         for st in [
             *self.pod["status"].get("containerStatuses", []),
             *self.pod["status"].get("initContainerStatuses", []),
@@ -130,6 +132,28 @@ def test_an_image_change_restarts_only_that_container() -> None:
     assert fb["ready"] is True
     assert k.container("app") == app_before
     assert k.condition("Ready") == "True"
+
+
+def test_a_container_ignoring_sigterm_runs_its_old_image_until_the_grace_period_ends() -> None:
+    """As on the real node: the kubelet waits the grace period, then SIGKILLs (exit 137)."""
+    k = Kubelet(make_pod(), kubelet.Rules(**{**RULES.__dict__, "stop_delay": 3.0}))
+    k.settle(10)
+    old_fb = copy.deepcopy(k.container("filebeat"))
+    k.pod["spec"]["containers"][1]["image"] = "filebeat:7.16.3"
+    k.at(20.0)
+    assert k.container("filebeat") == old_fb  # still running the old image, ready
+    assert k.last is not None
+    assert k.last.wake_after == 3.0
+    k.at(22.9)
+    assert k.container("filebeat")["state"] == old_fb["state"]
+    k.at(23.0)
+    fb = k.container("filebeat")
+    assert fb["lastState"]["terminated"]["exitCode"] == 137
+    assert fb["restartCount"] == 1
+    assert fb["ready"] is False
+    k.settle(40)
+    assert k.container("filebeat")["image"] == "filebeat:7.16.3"
+    assert k.container("filebeat")["ready"] is True
 
 
 def test_a_readiness_gate_holds_ready_until_its_condition_is_true() -> None:

@@ -1,0 +1,3 @@
+module sidecarset.local/testagent
+
+go 1.26.0
