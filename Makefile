@@ -35,8 +35,9 @@ testbin:
 images:
 	$(PYTHON) tools/build_images.py
 
-# The operator's own image (not one of `images`) from the Dockerfile, daemonless (buildah; base from debootstrap), exported
-# to .testbin/images/sidecarset-$(TAG).tar. Installs buildah and debootstrap if missing (root).
+# The operator's own image (not one of `images`) from the Dockerfile, daemonless (buildah; base
+# from debootstrap), exported to .testbin/images/sidecarset-$(TAG).tar. Installs buildah and
+# debootstrap if missing (root).
 TAG ?= 0.1.0
 image:
 	tools/build_image.sh $(TAG)

@@ -75,8 +75,12 @@ async def test_non_default_values_render_objects_the_apiserver_accepts(
         "nodeSelector.kubernetes\\.io/os=linux",
         "hostNetwork=true",
         "drainSeconds=0",
+        "env[0].name=HTTPS_PROXY",
+        "env[0].value=http://127.0.0.1:3128",
     ]
     docs = chart.render(RELEASE, namespace, values)
+    container = chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "HTTPS_PROXY", "value": "http://127.0.0.1:3128"} in container["env"]
     assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]  # would block drains
     for doc in docs:
         await chart.apply(kube, doc, dry_run=True)
