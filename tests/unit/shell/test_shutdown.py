@@ -51,9 +51,9 @@ async def test_prepare_runs_at_once_and_the_task_is_cancelled_after_the_drain() 
     await asyncio.sleep(0)
     start = asyncio.get_running_loop().time()
     stop = GracefulStop(task, drain_seconds=10, prepare=rec.prepare)
-    assert not stop.stopping
+    stopping_before = stop.stopping
     stop.request("SIGTERM")
-    assert stop.stopping
+    assert (stopping_before, stop.stopping) == (False, True)
     await asyncio.sleep(9.9)
     assert not task.done(), "cancelled before the drain period was over"
     await stopped(task)
@@ -120,7 +120,7 @@ def test_a_negative_drain_is_refused() -> None:
     try:
         task = loop.create_task(never())
         with pytest.raises(ValueError, match="drain_seconds"):
-            GracefulStop(task, drain_seconds=-1, prepare=never)  # type: ignore[arg-type]
+            GracefulStop(task, drain_seconds=-1, prepare=never)
         loop.run_until_complete(task)
     finally:
         loop.close()
