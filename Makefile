@@ -42,18 +42,18 @@ TAG ?= 0.1.0
 image:
 	tools/build_image.sh $(TAG)
 
-demo: install testbin
+demo: install testbin images
 	$(BIN)/python tools/demo.py
 
 demo-down: install
 	$(BIN)/sidecarset cluster down
 
-test: install testbin unit integration
+test: install testbin images unit integration
 
 unit: install
 	$(BIN)/pytest tests/unit -q
 
-integration: install testbin
+integration: install testbin images
 	$(BIN)/pytest tests/integration -q
 
 # What CI enforces before the tests: style, format, types (src, then the tests, benchmarks and

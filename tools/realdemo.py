@@ -147,8 +147,8 @@ async def article(kube: KubeClient, env: dict[str, str], run: Run) -> None:
     await delete_sidecarsets(kube)
     await fresh_namespace(kube, namespace)
     objs = [
-        load("examples/logging/article/filebeat-config.yaml"),
-        load("examples/logging/article/sidecarset.yaml"),
+        load("examples/article-logging/filebeat-config.yaml"),
+        load("examples/article-logging/sidecarset.yaml"),
         lp.nginx_deployment(app_image(), 1),
     ]
     await create_all(kube, namespace, objs)

@@ -42,6 +42,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
             if item.get_closest_marker("timeout") is None:  # a module may need longer
                 item.add_marker(pytest.mark.timeout(300))
+        if "real_node" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realnode)
 
 
 @pytest.fixture(scope="session")

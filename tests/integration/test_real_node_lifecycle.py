@@ -22,6 +22,7 @@ from sidecarset.devcluster.nodehost import leftovers
 from sidecarset.devcluster.realnode import RealNode
 from tests.integration import realnode as rn
 
+pytestmark = pytest.mark.realnode
 CLI = [sys.executable, "-m", "sidecarset", "cluster"]
 
 

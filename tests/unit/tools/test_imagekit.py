@@ -17,6 +17,7 @@ import pytest
 TOOLS = Path(__file__).resolve().parents[3] / "tools"
 sys.path.insert(0, str(TOOLS))
 import build_images  # noqa: E402
+import build_testbin  # noqa: E402
 import imagekit  # noqa: E402
 from imagekit import Image, ImageError, Layer, directory, file, symlink  # noqa: E402
 
@@ -96,7 +97,8 @@ def test_modes_owners_symlinks_and_parent_directories_are_kept(tmp_path: Path) -
     out = tmp_path / "app.tar"
     imagekit.write_archive(out, [small_image(tmp_path)])
     [entry] = imagekit.read_manifest(out)
-    base, app = entry["Layers"]  # type: ignore[misc]
+    layers: list[str] = list(entry["Layers"])  # type: ignore[call-overload]
+    base, app = layers
 
     base_members = layer_members(out, base)
     assert base_members["bin/sh"].issym()
@@ -250,7 +252,7 @@ def test_an_edited_builder_rebuilds(tmp_path: Path) -> None:
 
 def test_an_unknown_image_name_is_refused(tmp_path: Path) -> None:
     recipes = [fake_recipe([], "one", "1")]
-    with pytest.raises(build_images.BuildError, match="no image named 'nope'; choose one of: one"):
+    with pytest.raises(build_testbin.BuildError, match="no image named 'nope'; choose one of: one"):
         build_images.build_all(tmp_path, recipes, only="nope", sources=[TOOLS / "imagekit.py"])
 
 
@@ -302,5 +304,29 @@ def test_ldd_output_gives_the_libraries_and_the_loader() -> None:
 
 
 def test_a_missing_library_is_named() -> None:
-    with pytest.raises(build_images.BuildError, match=r"libpcre2-8\.so\.0 => not found"):
+    with pytest.raises(build_testbin.BuildError, match=r"libpcre2-8\.so\.0 => not found"):
         build_images.parse_ldd("\tlibpcre2-8.so.0 => not found\n", "nginx")
+
+
+def test_filebeat_modules_are_packaged_like_elastics(tmp_path: Path) -> None:
+    nginx = tmp_path / "filebeat" / "module" / "nginx"
+    for rel in (
+        "module.yml",
+        "fields.go",
+        "_meta/config.yml",
+        "_meta/kibana/7/dashboard/d.json",
+        "access/manifest.yml",
+        "access/ingest/pipeline.yml",
+        "access/test/access.log",
+    ):
+        (nginx / rel).parent.mkdir(parents=True, exist_ok=True)
+        (nginx / rel).write_text(rel)
+
+    paths = sorted(e.path for e in build_images.filebeat_modules(tmp_path))
+    home = build_images.FILEBEAT_HOME
+    assert paths == [
+        f"{home}/module/nginx/access/ingest/pipeline.yml",
+        f"{home}/module/nginx/access/manifest.yml",
+        f"{home}/module/nginx/module.yml",
+        f"{home}/modules.d/nginx.yml.disabled",
+    ]
