@@ -79,10 +79,13 @@ build_base
 say "building $IMAGE from $ROOT/Dockerfile"
 # chroot isolation: RUN steps need no OCI runtime or cgroup setup (builds inside a container
 # work too), and they share the host's network, where pip fetches the locked wheels.
-# The host's CA bundle is mounted (never copied) into the RUN steps, so pip trusts whatever
-# TLS-inspecting proxy the host trusts; the image keeps Debian's own bundle.
-buildah build --quiet --layers --isolation=chroot \
-    --volume /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro \
+# The host's CA bundle, if it has one where Debian keeps it, is mounted (never copied) into the
+# RUN steps, so pip trusts whatever TLS-inspecting proxy the host trusts; the image keeps
+# Debian's own bundle.
+CA=/etc/ssl/certs/ca-certificates.crt
+set --
+[ -f "$CA" ] && set -- --volume "$CA:$CA:ro"
+buildah build --quiet --layers --isolation=chroot "$@" \
     --build-arg "PYTHON_IMAGE=$BASE" \
     --tag "$IMAGE" "$ROOT" >/dev/null
 mkdir -p "$OUT"
