@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The operator image: `docker build -t sidecarset:0.1.0 .` at the repository root.
+# The operator image: `make image` (daemonless, tools/build_image.sh), or
+# `docker build -t sidecarset:0.1.0 .` at the repository root.
 # Multi-stage: the builder turns the source into a wheel and installs it with its runtime
 # dependencies (never the dev extras) into a virtualenv; the runtime stage is the same base image
 # plus that virtualenv, run as a numeric non-root user (the chart's runAsUser).
@@ -12,13 +13,16 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /build
+# Runtime dependencies first, exactly as locked (versions and hashes), in their own layer: a
+# source change rebuilds only the last step. Every one ships a manylinux wheel for CPython 3.11,
+# so no compiler is needed or present.
+COPY requirements.lock ./
+RUN python -m venv /opt/sidecarset \
+ && /opt/sidecarset/bin/pip install --require-hashes --only-binary=:all: --no-deps \
+        -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY src ./src
-# Every dependency ships manylinux wheels for CPython 3.11: no compiler in the image.
-RUN python -m venv /opt/sidecarset \
- && /opt/sidecarset/bin/pip install --only-binary=:all: --upgrade "pip>=25" \
- && /opt/sidecarset/bin/pip wheel --no-deps --wheel-dir /build/dist . \
- && /opt/sidecarset/bin/pip install --only-binary=:all: /build/dist/sidecarset-*.whl \
+RUN /opt/sidecarset/bin/pip install --no-deps . \
  && /opt/sidecarset/bin/python -m pip uninstall --yes pip setuptools \
  && /opt/sidecarset/bin/sidecarset --help > /dev/null
 

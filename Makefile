@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export PATH := $(PATH):/usr/local/go/bin
 export NO_PROXY := 127.0.0.1,localhost
 
-.PHONY: install lock testbin images demo demo-down test unit integration lint bench clean
+.PHONY: install lock testbin images image demo demo-down test unit integration lint bench clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +34,13 @@ testbin:
 # docker-archive tars in .testbin/images/, from pinned sources; a no-op when built. See docs/images.md.
 images:
 	$(PYTHON) tools/build_images.py
+
+# The operator's own image (not one of `images`) from the Dockerfile, daemonless (buildah; base
+# from debootstrap), exported to .testbin/images/sidecarset-$(TAG).tar. Installs buildah and
+# debootstrap if missing (root).
+TAG ?= 0.1.0
+image:
+	tools/build_image.sh $(TAG)
 
 demo: install testbin images
 	$(BIN)/python tools/demo.py

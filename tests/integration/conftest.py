@@ -40,7 +40,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
             item.add_marker(pytest.mark.integration)
-            item.add_marker(pytest.mark.timeout(300))
+            if item.get_closest_marker("timeout") is None:  # a module may need longer
+                item.add_marker(pytest.mark.timeout(300))
         if "real_node" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.realnode)
 

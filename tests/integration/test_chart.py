@@ -73,8 +73,14 @@ async def test_non_default_values_render_objects_the_apiserver_accepts(
         "allowPrivilegedSidecars=true",
         "extraArgs={--lease-duration=30}",
         "nodeSelector.kubernetes\\.io/os=linux",
+        "hostNetwork=true",
+        "drainSeconds=0",
+        "env[0].name=HTTPS_PROXY",
+        "env[0].value=http://127.0.0.1:3128",
     ]
     docs = chart.render(RELEASE, namespace, values)
+    container = chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "HTTPS_PROXY", "value": "http://127.0.0.1:3128"} in container["env"]
     assert not [d for d in docs if d["kind"] == "PodDisruptionBudget"]  # would block drains
     for doc in docs:
         await chart.apply(kube, doc, dry_run=True)
@@ -102,6 +108,58 @@ def test_the_operator_cli_accepts_the_rendered_arguments() -> None:
     assert params["qps"] == 12.5
     assert params["allow_privileged_sidecars"] is True
     assert params["install_crd"] is None  # not --local: the chart installs the CRD
+    assert params["drain_seconds"] == 10
+    assert params["skip_critical_pods"] is True
+    off = chart.render(RELEASE, "sidecarset-system", ["webhook.skipCriticalPods=false"])
+    off_params = command.make_context("run", chart.container_args(off)[2:]).params
+    assert off_params["skip_critical_pods"] is False
+
+
+@pytest.mark.parametrize("drain", [10, 3, 0])
+def test_a_replaced_pod_serves_through_prestop_and_the_drain_before_it_is_killed(
+    drain: int,
+) -> None:
+    """preStop sleeps while the endpoint removal propagates, then the operator drains as long
+    after SIGTERM; the grace period leaves room for both plus the shutdown itself."""
+    docs = chart.render(RELEASE, "sidecarset-system", [f"drainSeconds={drain}"])
+    pod = chart.one(docs, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["lifecycle"]["preStop"] == {"exec": {"command": ["/bin/sleep", str(drain)]}}
+    assert float(chart.flag(chart.container_args(docs), "drain-seconds")) == drain
+    shutdown = 5 + 5  # the servers' in-flight grace, and the Lease release's bound
+    assert pod["terminationGracePeriodSeconds"] >= 2 * drain + shutdown
+
+
+def test_the_disruption_budget_keeps_one_ready_replica_of_the_deployment() -> None:
+    docs = chart.render(RELEASE, "sidecarset-system")
+    budget = chart.one(docs, "PodDisruptionBudget")["spec"]
+    template = chart.one(docs, "Deployment")["spec"]["template"]
+    assert budget["minAvailable"] == 1
+    assert budget["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    assert budget["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+    strategy = chart.one(docs, "Deployment")["spec"]["strategy"]["rollingUpdate"]
+    assert strategy == {"maxUnavailable": 0, "maxSurge": 1}
+
+
+def test_host_network_pods_keep_cluster_dns_and_one_replica_per_node() -> None:
+    docs = chart.render(RELEASE, "sidecarset-system", ["hostNetwork=true"])
+    spec = chart.one(docs, "Deployment")["spec"]
+    pod = spec["template"]["spec"]
+    assert pod["hostNetwork"] is True
+    assert pod["dnsPolicy"] == "ClusterFirstWithHostNet"
+    anti = pod["affinity"]["podAntiAffinity"]
+    (term,) = anti["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 1, "maxSurge": 0}
+    (container,) = pod["containers"]
+    assert chart.flag(container["args"], "bind-address") == "$(POD_IP)"
+    pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    assert pod_ip in container["env"]
+    command = typer.main.get_command(operator_cli.app)
+    params = command.make_context("run", container["args"][2:]).params
+    assert params["bind_address"] == "$(POD_IP)"  # the kubelet expands it
+    default = chart.one(chart.render(RELEASE, "sidecarset-system"), "Deployment")
+    assert "hostNetwork" not in default["spec"]["template"]["spec"]
 
 
 def test_the_names_the_operator_uses_are_the_charts() -> None:

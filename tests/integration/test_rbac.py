@@ -177,6 +177,7 @@ class OperatorProcess:
             "--no-install-crd",
             "--webhook-port=0",
             "--probe-port=0",
+            "--drain-seconds=0",  # no Service routes here: nothing to drain at each stop
             f"--namespace={identity.namespace}",
             f"--ready-file={self.ready_file}",
             "--log-level=debug",

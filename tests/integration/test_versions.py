@@ -181,7 +181,7 @@ async def test_the_articles_sidecarset_as_v1beta1_injects_identically_and_rolls_
         assert all(k.container(p, "filebeat")["image"] == k.OLD for p in untouched)
 
 
-async def test_both_versions_read_back_across_operator_and_apiserver_restarts(
+async def test_both_versions_read_back_across_operator_and_apiserver_restarts(  # noqa: PLR0915 - one scenario, step by step
     kube: KubeClient,
     namespace: str,
     sidecarsets: k.SidecarSets,
@@ -495,7 +495,7 @@ async def test_taking_over_a_kruise_1_9_crd_and_its_objects_as_the_guide_says(
     holds objects Kruise wrote as v1beta1; `kubectl apply --server-side --force-conflicts` of
     our CRD, then the operator, and everything reads through both versions."""
     name = f"kruise-{namespace[-5:]}"
-    written_by_kruise = {
+    written_by_kruise: dict[str, Any] = {
         "apiVersion": V1BETA1,
         "kind": "SidecarSet",
         "metadata": {

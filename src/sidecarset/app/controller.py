@@ -43,8 +43,9 @@ def _uninjected_index(pod: PodView) -> list[str]:
     return [] if mapping.injected_names(pod) else ["true"]
 
 
-async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> None:
-    """Start the controller (under the Lease if enabled); returns once it is started."""
+async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.Task[None]:
+    """Start the controller (under the Lease if enabled); returns once it is started, with the
+    task to cancel to stop it (cancelling it releases the Lease)."""
     assert operator.pods is not None
     pods = operator.pods.store
     pods.add_index("injected", _injected_index)
@@ -60,6 +61,7 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> None:
         excluded_namespaces=webhooks_config.excluded_namespaces(
             operator.settings.namespace, operator.settings.excluded_namespaces
         ),
+        critical_pods_skipped=operator.settings.skip_critical_pods,
     )
     queue: WorkQueue[str] = WorkQueue("sidecarsets", clock=operator.clock)
     controller: Controller[str] = Controller(
@@ -106,5 +108,5 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> None:
             metrics.QUEUE_DEPTH.set(queue.waiting)
             await asyncio.sleep(2)
 
-    tg.create_task(lead(), name="controller")
     tg.create_task(depth(), name="queue-depth")
+    return tg.create_task(lead(), name="controller")

@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from sidecarset.app import webhooks_config
 from sidecarset.app.projections import NamespaceView, SidecarSetEntry
 from sidecarset.app.writer import Writer
 from sidecarset.core import candidates, model, revisions, rollout, selectors, status, wire
@@ -61,11 +62,14 @@ class SidecarSetReconciler:
         writer: Writer,
         failing_after: timedelta = status.DEFAULT_FAILING_AFTER,
         excluded_namespaces: Collection[str] = (),
+        critical_pods_skipped: bool = False,
     ) -> None:
         """`excluded_namespaces`: where the pod webhook is never called (its namespaceSelector),
-        so uninjected pods there are by design, not missed."""
+        so uninjected pods there are by design, not missed; likewise system-critical pods when
+        `critical_pods_skipped` (its match condition)."""
         self._failing_after = failing_after
         self._excluded = frozenset(excluded_namespaces)
+        self._critical_skipped = critical_pods_skipped
         self._sidecarsets = sidecarsets
         self._pods = pods
         self._namespaces = namespaces
@@ -102,7 +106,8 @@ class SidecarSetReconciler:
         were created after the SidecarSet (admitted while the webhook was unreachable under
         failurePolicy Ignore): reported, never silently dropped.
 
-        Not counted: pods that opted out, pods in namespaces the webhook never sees, and pods
+        Not counted: pods that opted out, pods the webhook never sees (excluded namespaces,
+        system-critical pods), and pods
         older than the SidecarSet (no webhook could have injected them). Creation times have
         second precision, so a pod created in the SidecarSet's own second is not counted.
         """
@@ -114,6 +119,8 @@ class SidecarSetReconciler:
             if not pod.is_active or wire.is_injection_opted_out(pod.labels, pod.annotations):
                 continue
             if pod.namespace in self._excluded:
+                continue
+            if self._critical_skipped and webhooks_config.is_critical(pod.spec.priority_class_name):
                 continue
             created = pod.metadata.creation_timestamp
             if born is not None and created is not None and created <= born:

@@ -9,7 +9,9 @@
 3. informers, waited for until synced (a webhook answering from an empty cache would create pods
    without their sidecars), then the admission webhook configurations;
 4. under the Lease, the controller.
-Stopping cancels the group: the controller first loses its lease, servers drain.
+Stopping (SIGTERM) is graceful, see shell/shutdown.py: /readyz fails at once and the controller
+stops and releases its Lease (the other replica leads within one retry period); the webhook keeps
+answering for `drain_seconds`, then the group is cancelled and the servers close.
 
 SidecarSets are read and their status written through v1beta1, the storage version, so the
 operator's own reads need no conversion for objects stored as v1beta1; the decisions read the
@@ -22,7 +24,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from sidecarset.shell.informer import Informer
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from sidecarset.shell.kube.credentials import CredentialsError
+from sidecarset.shell.shutdown import GracefulStop
 
 log = structlog.get_logger("sidecarset.operator")
 
@@ -150,7 +152,7 @@ def write_ready_file(path: Path, *, webhook: int | None, probe: int) -> None:
 
 
 class Operator:
-    """One running operator process; `ready` is what /readyz reports."""
+    """One running operator process; /readyz reports `ready` and not `stopping`."""
 
     def __init__(self, settings: OperatorSettings, client: KubeClient) -> None:
         self.settings = settings
@@ -174,6 +176,8 @@ class Operator:
             self.pods = Informer(client, resource_path("v1", "pods"), POD_CODEC, clock=self.clock)
         self.webhook_port: int | None = None
         self.serving = False
+        self.stopping = False
+        self._controller: asyncio.Task[None] | None = None
 
     def informers(self) -> list[Informer[Any]]:
         found: list[Informer[Any]] = [self.sidecarsets, self.namespaces, self.revisions]
@@ -184,15 +188,35 @@ class Operator:
     def synced(self) -> bool:
         return all(i.store.synced.is_set() for i in self.informers())
 
+    def serves_webhooks(self) -> bool:
+        return self.settings.mode in (Mode.ALL, Mode.WEBHOOK)
+
     def ready(self) -> bool:
-        serves_webhooks = self.settings.mode in (Mode.ALL, Mode.WEBHOOK)
-        return self.synced() and (self.serving or not serves_webhooks)
+        return self.synced() and (self.serving or not self.serves_webhooks())
+
+    def drain_seconds(self) -> float:
+        """Only a webhook server has requests to drain."""
+        return self.settings.drain_seconds if self.serves_webhooks() else 0.0
+
+    async def prepare_stop(self) -> None:
+        """The first step of a graceful stop: /readyz fails from now on, so the Service stops
+        routing here, and the controller stops and releases its Lease, so the other replica
+        leads without waiting for the Lease to expire. The webhook keeps answering: its
+        answers need only the caches, which keep running."""
+        self.stopping = True
+        controller = self._controller
+        if controller is not None and not controller.done():
+            controller.cancel()
+            # The release is bounded by the renew deadline; this bound is a safety net only.
+            await asyncio.wait([controller], timeout=self.settings.lease_duration)
 
     async def run(self) -> None:
         s = self.settings
         probes = httpserver.Server(
-            httpserver.probe_app({"caches": self.synced, "webhook": self.ready}),
-            "127.0.0.1" if s.local else "0.0.0.0",
+            httpserver.probe_app(
+                {"caches": self.synced, "webhook": self.ready, "stopping": self._running}
+            ),
+            s.webhook_host,
             s.probe_port,
         )
         await probes.start()
@@ -221,10 +245,13 @@ class Operator:
                     if s.mode in (Mode.ALL, Mode.CONTROLLER):
                         from sidecarset.app.controller import run_controller
 
-                        await run_controller(self, tg)
+                        self._controller = await run_controller(self, tg)
                     await asyncio.Event().wait()
         finally:
             await probes.stop()
+
+    def _running(self) -> bool:
+        return not self.stopping
 
     @contextlib.asynccontextmanager
     async def _webhook_server(self) -> AsyncIterator[webhooks_config.Endpoint | None]:
@@ -283,6 +310,7 @@ class Operator:
                     conversion.convert,
                 ),
             ),
+            draining=lambda: self.stopping,
         )
         server = httpserver.Server(app, host, s.webhook_port, tls.context)
         await server.start()
@@ -315,6 +343,7 @@ class Operator:
             operator_namespace=s.namespace,
             extra_excluded=s.excluded_namespaces,
             failure_policy=s.failure_policy,
+            skip_critical=s.skip_critical_pods,
         )
         validating = webhooks_config.validating_configuration(endpoint)
         for group_path, body in (
@@ -337,10 +366,10 @@ async def run(settings: OperatorSettings) -> None:
     async with client:
         operator = Operator(settings, client)
         task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            if task is not None:
-                loop.add_signal_handler(sig, task.cancel)
+        assert task is not None, "run() must run inside a task"
+        GracefulStop(
+            task, drain_seconds=operator.drain_seconds(), prepare=operator.prepare_stop
+        ).install()
         try:
             await operator.run()
         except asyncio.CancelledError:

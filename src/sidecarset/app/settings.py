@@ -34,6 +34,8 @@ class OperatorSettings:
     """Apply the bundled CRD at start (what `--local` does by default). Off in a cluster: the
     chart installs the CRD, and the operator's ServiceAccount may not write CRDs."""
     webhook_host: str = "0.0.0.0"
+    """The address the webhook and probe servers bind (`--bind-address`): every interface in a
+    pod; the node's own IP with hostNetwork, so nothing listens on the node's other addresses."""
     webhook_port: int = 9443
     """0 picks a free port (local mode)."""
     probe_port: int = 8080
@@ -47,6 +49,10 @@ class OperatorSettings:
     """Pod injection failurePolicy; see app/webhooks_config.py for why Fail is the default."""
     excluded_namespaces: tuple[str, ...] = ()
     """Namespaces never injected, besides kube-system, kube-public, kube-node-lease and ours."""
+    skip_critical_pods: bool = True
+    """Never send pods of the system-node-critical / system-cluster-critical priority classes to
+    the webhook: with every replica down (failurePolicy Fail), the CNI, DNS and other add-ons
+    the cluster (and the operator's own pods) need can still be created."""
     leader_election: bool = True
     lease_name: str = "sidecarset-controller"
     lease_duration: float = 15.0
@@ -67,5 +73,9 @@ class OperatorSettings:
     failing_after: float = 300.0
     """Seconds an updated pod may stay unavailable before the rollout is reported Stalled
     (UpdatedPodsFailing): room for an image pull and a slow readiness probe."""
+    drain_seconds: float = 10.0
+    """After SIGTERM, seconds the webhook keeps answering (while /readyz already fails) before it
+    closes: room for the Service's endpoints to drop this pod everywhere. The chart's preStop
+    sleep and terminationGracePeriodSeconds are sized from the same value."""
     ready_file: Path | None = None
     log_level: str = "info"

@@ -4,8 +4,11 @@
   a pod created without its log shipper or proxy is silent data loss, while a refused creation is
   retried by the pod's controller within seconds. The blast radius is bounded instead by
   namespace exclusions (kube-system, kube-public, kube-node-lease and the operator's own
-  namespace, so the cluster and the operator itself can always start) and by the per-pod
-  opt-out label, which keeps such pods away from the webhook entirely.
+  namespace, so the cluster and the operator itself can always start), by a match condition
+  that never sends pods of the `system-node-critical` / `system-cluster-critical` priority
+  classes (CNI agents, DNS and other add-ons the cluster needs to heal, wherever they run; the
+  operator's own pods need the CNI to start), and by the per-pod opt-out label. The apiserver
+  never calls the webhook for those pods, so they are created even with every replica down.
 - `timeoutSeconds: 5`: answers come from memory in milliseconds; a short timeout bounds how long
   a pod creation can hang when the operator is unreachable (the apiserver's default is 10).
 - SidecarSet defaulting and validation: `failurePolicy: Fail`, because an unvalidated SidecarSet
@@ -41,6 +44,20 @@ SIDECARSET_CRD = "sidecarsets.apps.kruise.io"
 SIDECARSET_VERSIONS = ["v1alpha1", "v1beta1"]
 OPT_OUT_LABEL = "sidecarset.kruise.io/inject"
 ALWAYS_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
+SKIP_CRITICAL_CONDITION = {
+    "name": "not-system-critical",
+    "expression": "!has(object.spec.priorityClassName) || !(object.spec.priorityClassName in "
+    + str(list(CRITICAL_PRIORITY_CLASSES))
+    + ")",
+}
+
+
+def is_critical(priority_class_name: str) -> bool:
+    """A pod the webhook never sees when critical pods are skipped (the match condition)."""
+    return priority_class_name in CRITICAL_PRIORITY_CLASSES
+
+
 TIMEOUT_SECONDS = 5
 
 
@@ -78,6 +95,7 @@ def mutating_configuration(
     operator_namespace: str,
     extra_excluded: Sequence[str] = (),
     failure_policy: str = "Fail",
+    skip_critical: bool = True,
 ) -> dict[str, Any]:
     namespace_selector = {
         "matchExpressions": [
@@ -117,6 +135,7 @@ def mutating_configuration(
                         {"key": OPT_OUT_LABEL, "operator": "NotIn", "values": ["false"]}
                     ]
                 },
+                "matchConditions": [SKIP_CRITICAL_CONDITION] if skip_critical else [],
             },
             {
                 "name": "mutate-sidecarset.sidecarset.kruise.io",

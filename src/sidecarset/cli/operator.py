@@ -52,6 +52,13 @@ def run(
             help="Apply the SidecarSet CRD at start (default: only with --local).",
         ),
     ] = None,
+    bind_address: Annotated[
+        str | None,
+        typer.Option(
+            help="Address the webhook and probe servers listen on (default: 0.0.0.0; "
+            "127.0.0.1 with --local)."
+        ),
+    ] = None,
     webhook_port: Annotated[
         int, typer.Option(help="HTTPS webhook port (0: any free port).")
     ] = 9443,
@@ -73,6 +80,13 @@ def run(
     exclude_namespace: Annotated[
         list[str] | None, typer.Option(help="Never inject pods in this namespace (repeatable).")
     ] = None,
+    skip_critical_pods: Annotated[
+        bool,
+        typer.Option(
+            help="Never send system-node-critical / system-cluster-critical pods to the "
+            "webhook, so they start even with every replica down."
+        ),
+    ] = True,
     leader_election: Annotated[
         bool, typer.Option(help="Run the controller only while holding the Lease.")
     ] = True,
@@ -96,6 +110,14 @@ def run(
             "reported Stalled."
         ),
     ] = 300.0,
+    drain_seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="After SIGTERM, seconds the webhook keeps answering while /readyz fails, "
+            "before it closes (default: 10; 0 with --local). A second signal stops at once.",
+        ),
+    ] = None,
     ready_file: Annotated[
         Path | None, typer.Option(help="Created once the operator is ready (for scripts).")
     ] = None,
@@ -121,7 +143,7 @@ def run(
         namespace=namespace,
         local=local,
         install_crd=local if install_crd is None else install_crd,
-        webhook_host="127.0.0.1" if local else "0.0.0.0",
+        webhook_host=bind_address or ("127.0.0.1" if local else "0.0.0.0"),
         webhook_port=webhook_port,
         probe_port=probe_port,
         service_name=service_name,
@@ -129,11 +151,13 @@ def run(
         lease_name=lease_name,
         failure_policy=failure_policy,
         excluded_namespaces=tuple(exclude_namespace or ()),
+        skip_critical_pods=skip_critical_pods,
         leader_election=leader_election,
         lease_duration=lease_duration,
         workers=workers,
         qps=qps,
         allow_privileged_sidecars=allow_privileged_sidecars,
+        drain_seconds=(0.0 if local else 10.0) if drain_seconds is None else drain_seconds,
         ready_file=ready_file,
         log_level=log_level,
         failing_after=failing_after,

@@ -80,6 +80,7 @@ class InitContainerView(msgspec.Struct, frozen=True, kw_only=True, rename="camel
 
 class PodSpecView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
     node_name: str = ""
+    priority_class_name: str = ""
     containers: tuple[ContainerView, ...] = ()
     init_containers: tuple[InitContainerView, ...] = ()
 

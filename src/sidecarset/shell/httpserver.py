@@ -4,7 +4,9 @@ The webhook server answers only once `ready()` is true; before that every review
 error response, which the apiserver treats according to the webhook's failurePolicy (Fail: the
 pod is not created now and its controller retries; it is never created without its sidecars).
 A malformed AdmissionReview is a 400; a handler's exception is logged and becomes an error
-response for that request only: the server keeps serving.
+response for that request only: the server keeps serving. While `draining()` (a graceful stop)
+every answer carries `Connection: close`, so clients open their next connection wherever the
+Service routes now, instead of reusing one to a server about to close.
 
 Conversion webhooks (ConversionReview) are answered from the first moment, without waiting for
 `ready()`: converting needs no cache, and the informers' own first LIST may need a conversion
@@ -55,17 +57,32 @@ def webhook_app(
     routes: list[Route],
     ready: Callable[[], bool],
     conversions: tuple[ConversionRoute, ...] = (),
+    draining: Callable[[], bool] = lambda: False,
 ) -> web.Application:
     app = web.Application(client_max_size=admission.MAX_BODY_BYTES)
     for route in routes:
-        app.router.add_post(route.path, _review_endpoint(route, ready))
+        app.router.add_post(route.path, _closing(_review_endpoint(route, ready), draining))
     for conversion in conversions:
-        app.router.add_post(conversion.path, _conversion_endpoint(conversion))
+        app.router.add_post(conversion.path, _closing(_conversion_endpoint(conversion), draining))
     app.router.add_get("/healthz", _ok)
     return app
 
 
 Endpoint = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _closing(endpoint: Endpoint, draining: Callable[[], bool]) -> Endpoint:
+    """`endpoint`, closing the connection after each answer while the server drains."""
+
+    async def closing(request: web.Request) -> web.Response:
+        answer = await endpoint(request)
+        if draining():
+            answer.force_close()
+        return answer
+
+    return closing
+
+
 _Review = TypeVar("_Review")
 Answer = tuple[web.Response, str]
 """A response and its outcome label for the request metrics."""

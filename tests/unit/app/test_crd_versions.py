@@ -14,6 +14,7 @@ CRD = yaml.safe_load(run.CRD_PATH.read_text())
 
 def version(name: str) -> dict[str, Any]:
     [found] = [v for v in CRD["spec"]["versions"] if v["name"] == name]
+    assert isinstance(found, dict)
     return found
 
 

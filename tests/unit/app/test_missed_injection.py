@@ -40,6 +40,7 @@ def pod(
     created: str = LATER,
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
+    priority_class: str = "",
 ) -> PodView:
     body: dict[str, Any] = {
         "metadata": {
@@ -52,10 +53,14 @@ def pod(
         "spec": {"containers": [{"name": "app", "image": "app:1"}]},
         "status": {"phase": "Running"},
     }
+    if priority_class:
+        body["spec"]["priorityClassName"] = priority_class
     return podview_from_dict(body)
 
 
-async def missed(*pods: PodView, excluded: tuple[str, ...] = ()) -> list[str]:
+async def missed(
+    *pods: PodView, excluded: tuple[str, ...] = (), critical_skipped: bool = True
+) -> list[str]:
     store: Store[PodView] = Store("pods")
     store.add_index("injected", _injected_index)
     store.add_index("uninjected", _uninjected_index)
@@ -69,6 +74,7 @@ async def missed(*pods: PodView, excluded: tuple[str, ...] = ()) -> list[str]:
         revision_store=Store[dict[str, Any]]("revisions"),
         writer=Writer(None, store, namespace="ops"),  # type: ignore[arg-type]
         excluded_namespaces=excluded,
+        critical_pods_skipped=critical_skipped,
     )
     return sorted(str(p.key) for p in reconciler.missed_injection(sidecarset()))
 
@@ -87,6 +93,11 @@ async def missed(*pods: PodView, excluded: tuple[str, ...] = ()) -> list[str]:
             id="injected",
         ),
         pytest.param(pod("sys", namespace="kube-system"), False, id="excluded-namespace"),
+        pytest.param(pod("cni", priority_class="system-node-critical"), False, id="node-critical"),
+        pytest.param(
+            pod("dns", priority_class="system-cluster-critical"), False, id="cluster-critical"
+        ),
+        pytest.param(pod("batch", priority_class="high"), True, id="other-priority-class"),
     ],
 )
 def test_only_pods_admitted_without_the_webhook_count_as_missed(
@@ -94,3 +105,9 @@ def test_only_pods_admitted_without_the_webhook_count_as_missed(
 ) -> None:
     found = run(missed(candidate, excluded=("kube-system",)))
     assert found == ([str(candidate.key)] if counted else [])
+
+
+def test_critical_pods_count_as_missed_when_the_webhook_sees_them() -> None:
+    """With --no-skip-critical-pods they go to the webhook like any pod: missing it is missed."""
+    cni = pod("cni", priority_class="system-node-critical")
+    assert run(missed(cni, critical_skipped=False)) == [str(cni.key)]
