@@ -89,6 +89,13 @@ class NodeLayout:
         return self.root / "kubelet"
 
     @property
+    def kubelet_root(self) -> Path:
+        """The kubelet's --root-dir: a short symbolic link to `kubelet_dir`, because the kubelet
+        binds unix sockets inside it (pod-resources, plugins) and a long cluster folder would
+        exceed the 108-byte limit. Files and mounts still land in `kubelet_dir`."""
+        return self.socket_dir / "kubelet"
+
+    @property
     def kubelet_config(self) -> Path:
         return self.root / "kubelet-config.yaml"
 

@@ -131,7 +131,7 @@ class RealNode:
                     f"--config={layout.kubelet_config}",
                     f"--kubeconfig={self.plane.kubeconfig}",
                     f"--hostname-override={NODE_NAME}",
-                    f"--root-dir={layout.kubelet_dir}",
+                    f"--root-dir={layout.kubelet_root}",
                     f"--cert-dir={layout.kubelet_dir / 'pki'}",
                     "--node-ip=127.0.0.1",
                     f"--node-labels={NODE_LABEL}=true",
@@ -167,6 +167,8 @@ class RealNode:
             )
         )
         nodehost.create_cgroup_root(layout)
+        layout.kubelet_root.unlink(missing_ok=True)
+        layout.kubelet_root.symlink_to(layout.kubelet_dir)
 
     def _ctr(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
