@@ -1278,10 +1278,12 @@ WHITELIST = {
     "rules": [
         {
             "selector": {"matchLabels": {"team": "logging"}},
-            "allowedAnnotationKeyExprs": [r"logs\.example\.com/[a-z]+"],
+            "allowedAnnotationKeyExprs": [r"^logs\.example\.com/[a-z]+"],
         }
     ]
 }
+"""A Kruise administrator's whitelist, in Kruise's ConfigMap, with a rule that relies on Kruise's
+unanchored matching (`level2` passes: the pattern matches its start)."""
 
 
 def patching(name: str, key: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -1296,32 +1298,43 @@ def patching(name: str, key: str, labels: dict[str, str]) -> dict[str, Any]:
     [
         pytest.param("logs.example.com/level", {"team": "logging"}, True, id="listed-key"),
         pytest.param("xlogs.example.com/level", {"team": "logging"}, False, id="prefix-added"),
-        pytest.param("logs.example.com/level2", {"team": "logging"}, False, id="suffix-added"),
+        pytest.param("logs.example.com/level2", {"team": "logging"}, True, id="suffix-added"),
         pytest.param("logs.example.com/level", {"team": "other"}, False, id="rule-not-selected"),
     ],
 )
-async def test_patch_pod_metadata_keys_must_match_an_anchored_whitelist_rule(
+async def test_patch_pod_metadata_keys_are_matched_by_kruise_configuration_as_kruise_does(
     kube: KubeClient, sidecarsets: k.SidecarSets, key: str, labels: dict[str, str], admitted: bool
 ) -> None:
     configmaps = resource_path("v1", "configmaps", namespace=OPERATOR_NAMESPACE)
     config = {
-        "metadata": {"name": "sidecarset-configuration"},
+        "metadata": {"name": "kruise-configuration"},
         "data": {"SidecarSet_PatchPodMetadata_WhiteList": json.dumps(WHITELIST)},
     }
     body = patching(f"patch-{uuid.uuid4().hex[:6]}", key, labels)
     with pytest.raises(errors.ApiError) as without_whitelist:
         await k.create(kube, body)
-    assert "whitelist" in without_whitelist.value.message
+    assert f"{OPERATOR_NAMESPACE}/kruise-configuration" in without_whitelist.value.message
     await kube.create(configmaps, config)
     try:
-        if admitted:
-            await sidecarsets.create(body)
-        else:
-            with pytest.raises(errors.ApiError) as refused:
-                await k.create(kube, body)
-            assert "spec.patchPodMetadata" in refused.value.message, refused.value.message
+        # The webhook reads the ConfigMap from its informer: retry until it has seen it.
+        async def attempt() -> str:
+            try:
+                if admitted:
+                    await sidecarsets.create(body)
+                else:
+                    await k.create(kube, body)
+            except errors.ApiError as err:
+                return f"refused: {err.message}"
+            return "admitted"
+
+        def settled(outcome: str) -> bool:
+            if admitted:
+                return outcome == "admitted"
+            return "spec.patchPodMetadata" in outcome and "kruise-configuration, key" in outcome
+
+        await wait_for(attempt, settled, timeout=10, what=f"the whitelist decision on {key}")
     finally:
-        await kube.delete(f"{configmaps}/sidecarset-configuration")
+        await kube.delete(f"{configmaps}/kruise-configuration")
 
 
 # --- 8. TLS ------------------------------------------------------------------------------------

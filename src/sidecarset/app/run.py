@@ -25,6 +25,7 @@ import yaml
 from sidecarset.app import certificates, webhooks_config
 from sidecarset.app.inject_webhook import PodInjector
 from sidecarset.app.projections import (
+    CONFIGMAP_CODEC,
     NAMESPACE_CODEC,
     POD_CODEC,
     REVISION_CODEC,
@@ -33,7 +34,7 @@ from sidecarset.app.projections import (
     SidecarSetEntry,
 )
 from sidecarset.app.settings import Mode, OperatorSettings
-from sidecarset.app.sidecarset_webhook import SidecarSetAdmission
+from sidecarset.app.sidecarset_webhook import CONFIG_MAPS, SidecarSetAdmission
 from sidecarset.core import wire
 from sidecarset.core.podview import PodView
 from sidecarset.shell import httpserver
@@ -111,6 +112,20 @@ class Operator:
             clock=self.clock,
             label_selector=wire.SIDECARSET_NAME_LABEL,
         )
+        # The whitelist ConfigMaps, one informer each (RBAC names them): the validating webhook
+        # reads them on every request and must not wait on an API call to do so.
+        self.configmaps: list[Informer[dict[str, Any]]] = []
+        if settings.mode in (Mode.ALL, Mode.WEBHOOK):
+            self.configmaps = [
+                Informer(
+                    client,
+                    resource_path("v1", "configmaps", namespace=settings.namespace),
+                    CONFIGMAP_CODEC,
+                    clock=self.clock,
+                    field_selector=f"metadata.name={name}",
+                )
+                for name in CONFIG_MAPS
+            ]
         self.pods: Informer[PodView] | None = None
         if settings.mode in (Mode.ALL, Mode.CONTROLLER):
             self.pods = Informer(client, resource_path("v1", "pods"), POD_CODEC, clock=self.clock)
@@ -119,6 +134,7 @@ class Operator:
 
     def informers(self) -> list[Informer[Any]]:
         found: list[Informer[Any]] = [self.sidecarsets, self.namespaces, self.revisions]
+        found.extend(self.configmaps)
         if self.pods is not None:
             found.append(self.pods)
         return found
@@ -193,7 +209,7 @@ class Operator:
         sidecarset_admission = SidecarSetAdmission(
             sidecarsets=self.sidecarsets.store,
             revisions=self.revisions.store,
-            client=self.client,
+            configmaps=[informer.store for informer in self.configmaps],
             settings=s,
         )
         app = httpserver.webhook_app(

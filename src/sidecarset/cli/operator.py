@@ -96,6 +96,13 @@ def run(
             "reported Stalled."
         ),
     ] = 300.0,
+    whitelist_full_match: Annotated[
+        bool,
+        typer.Option(
+            help="patchPodMetadata whitelist patterns must match the whole annotation key "
+            "(default: anywhere in the key, as Kruise matches)."
+        ),
+    ] = False,
     ready_file: Annotated[
         Path | None, typer.Option(help="Created once the operator is ready (for scripts).")
     ] = None,
@@ -137,6 +144,7 @@ def run(
         ready_file=ready_file,
         log_level=log_level,
         failing_after=failing_after,
+        whitelist_full_match=whitelist_full_match,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as loop_runner:
         loop_runner.run(runner.run(settings))

@@ -366,7 +366,7 @@ class SidecarSetInjectionStrategy(msgspec.Struct, frozen=True, kw_only=True, ren
 class SidecarSetPatchPodMetadata(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     annotations: dict[str, str] = {}
     """Annotation keys and values to set; keys must match the administrator's whitelist
-    (anchored regexes)."""
+    (regexes matched anywhere in the key, as Kruise does)."""
     patch_policy: str = ""
     """`Retain` (default: only if absent), `Overwrite`, or `MergePatchJson` (RFC 7386 merge
     into a JSON value)."""
