@@ -234,6 +234,22 @@ def test_resources_policy_needs_a_known_mode() -> None:
     )
 
 
+def test_an_empty_target_regex_is_admitted_and_stored_as_match_all_as_kruise_does() -> None:
+    # Kruise's CRD defaults the field to ".*", and its webhook drops "" (omitempty) so the API
+    # server defaults it after mutation: a manifest with "" is admitted there.
+    obj = with_container(
+        resourcesPolicy={
+            "targetContainersMode": "sum",
+            "targetContainersNameRegex": "",
+            "resourcesExpr": {"limits": {"cpu": "cpu*50%"}},
+        }
+    )
+
+    assert check(obj).allowed
+    stored = defaults.apply_defaults(obj)["spec"]["containers"][0]["resourcesPolicy"]
+    assert stored["targetContainersNameRegex"] == ".*"
+
+
 def test_transfer_env_needs_a_source_and_a_name() -> None:
     result = check(with_container(transferEnv=[{}]))
 
