@@ -184,6 +184,17 @@ class SidecarSetReconciler:
         updated = await self._writer.update_pods(
             sidecarset.metadata.name, (*plan.flip, *plan.update)
         )
+        repaired = sorted(str(u.pod) for u in plan.update if u.repairs)
+        if repaired:
+            await self._writer.event(
+                sidecarset,
+                "PodAnnotationRepaired",
+                f"{len(repaired)} pod(s) had an unreadable {wire.HASH_ANNOTATION} annotation; "
+                "it is rewritten with this SidecarSet's entry (other SidecarSets record theirs "
+                f"again): {', '.join(repaired[:5])}",
+                warning=True,
+                now=now,
+            )
         if plan.update:
             log.info(
                 "round applied",

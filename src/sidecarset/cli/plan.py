@@ -212,10 +212,15 @@ def explain(
 
 
 def _update_detail(update: rollout.PodUpdate) -> str:
+    repair = f"; rewrites its unreadable {', '.join(update.repairs)}" if update.repairs else ""
     if not update.images:
-        return "records the current revision (no image changes, no restarts)"
-    return "; ".join(
-        f"{c.container}: {c.previous} -> {_new_image(c.previous, c.image)}" for c in update.images
+        return "records the current revision (no image changes, no restarts)" + repair
+    return (
+        "; ".join(
+            f"{c.container}: {c.previous} -> {_new_image(c.previous, c.image)}"
+            for c in update.images
+        )
+        + repair
     )
 
 
