@@ -991,6 +991,48 @@ async def test_without_the_webhook_pods_follow_the_failure_policy_and_missed_one
             await kube.delete(resource_path("v1", "pods", namespace="kube-public", name=public))
 
 
+async def test_a_failing_reconcile_is_counted_and_a_deleted_sidecarsets_series_go(
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets, tuned: Replica
+) -> None:
+    # A real failure: a quota of zero ControllerRevisions in the operator's namespace makes the
+    # API server refuse the revision every round of a new SidecarSet records first.
+    quotas = resource_path("v1", "resourcequotas", namespace=OPERATOR_NAMESPACE)
+    quota = f"no-revisions-{namespace[-5:]}"
+    errors_series = series("sidecarset_reconcile_errors_total", kind="error")
+    before = (await scrape(tuned.probe_port)).get(errors_series, 0.0)
+    await kube.create(
+        quotas,
+        {"metadata": {"name": quota}, "spec": {"hard": {"count/controllerrevisions.apps": "0"}}},
+    )
+    try:
+        name = await sidecarsets.create(
+            sidecarset(f"quota-{namespace[-5:]}", namespace, image=f"{k.OLD}-{namespace[-5:]}")
+        )
+        await wait_for(
+            lambda: scrape(tuned.probe_port),
+            lambda m: m.get(errors_series, 0.0) > before,
+            timeout=30,
+            what="sidecarset_reconcile_errors_total{kind=error} rising",
+        )
+    finally:
+        await kube.delete(f"{quotas}/{quota}")
+    matched = series("sidecarset_pods", sidecarset=name, state="matched")
+    await wait_for(
+        lambda: scrape(tuned.probe_port),
+        lambda m: matched in m,
+        timeout=60,
+        what=f"{matched} once the quota is gone",
+    )
+    await k.delete_sidecarset(kube, name)
+    gone = await wait_for(
+        lambda: scrape(tuned.probe_port),
+        lambda m: not any(f'sidecarset="{name}"' in key for key in m),
+        timeout=30,
+        what=f"every sidecarset_pods series of {name} removed",
+    )
+    assert gone.get(series("sidecarset_reconcile_errors_total", kind="conflict")) is not None
+
+
 # --- 6. generated and malformed AdmissionReviews, straight at the webhook ------------------------
 
 

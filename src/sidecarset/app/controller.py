@@ -101,10 +101,14 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> None:
             finally:
                 metrics.LEADER.set(0)
 
-    async def depth() -> None:
-        while True:
-            metrics.QUEUE_DEPTH.set(queue.waiting)
-            await asyncio.sleep(2)
-
     tg.create_task(lead(), name="controller")
-    tg.create_task(depth(), name="queue-depth")
+    tg.create_task(export_depth(queue), name="queue-depth")
+
+
+async def export_depth(queue: WorkQueue[str], interval: float = 2.0) -> None:
+    """Keep `sidecarset_workqueue_depth` at the keys ready for a worker, as client-go's
+    workqueue depth counts them: a key waiting out a requeue delay or a backoff is not work
+    waiting for a worker, and counting those showed a busy queue on an idle controller."""
+    while True:
+        metrics.QUEUE_DEPTH.set(len(queue))
+        await asyncio.sleep(interval)

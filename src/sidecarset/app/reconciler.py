@@ -29,6 +29,9 @@ log = structlog.get_logger("sidecarset.reconciler")
 # readiness never changes sends none).
 ROLLING_RESYNC = 5.0
 
+ROLLOUT_STATES = ("matched", "updated", "ready", "updated_ready", "missed_injection")
+"""The `state` label values of `sidecarset_pods`."""
+
 
 def revision_records(
     name: str, objects: Sequence[dict[str, Any]]
@@ -127,8 +130,12 @@ class SidecarSetReconciler:
     async def reconcile(self, name: str) -> Result:
         entry = self._sidecarsets.get(name)
         if entry is None:
+            # Deleted: pods keep their sidecars, revisions are GC'd; what we kept per
+            # SidecarSet goes, so a churn of SidecarSets does not grow memory or series.
             self._judgements.pop(name, None)
-            return Result()  # deleted: pods keep their sidecars, revisions are GC'd
+            self._writer.forget(name)
+            self._unexport(name)
+            return Result()
         sidecarset = entry.sidecarset
         if sidecarset is None:
             log.error(
@@ -243,6 +250,13 @@ class SidecarSetReconciler:
         if deferred is not None:
             requeue = min(requeue or deferred, deferred)
         return Result(requeue_after=requeue)
+
+    def _unexport(self, name: str) -> None:
+        for state in ROLLOUT_STATES:
+            try:
+                metrics.ROLLOUT_PODS.remove(name, state)
+            except KeyError:
+                pass  # never exported (deleted before its first round finished)
 
     def _export(
         self, sidecarset: model.SidecarSet, st: model.SidecarSetStatus, *, missed: int
