@@ -512,3 +512,27 @@ async def test_cluster_up_without_the_operator_removes_its_dead_webhooks(
         control_plane, "cluster", "up", "--no-operator", "--dir", str(control_plane.workdir)
     )
     assert "kept mutatingwebhookconfigurations/sidecarset-mutating" in kept.err, kept.err
+
+
+async def test_plan_and_the_controller_agree_on_pods_in_excluded_namespaces(
+    cluster: Cluster, kube: KubeClient
+) -> None:
+    # A cluster-wide SidecarSet: its selector also matches a pod in kube-public, where the pod
+    # webhook is never called. That pod was not missed; plan used to say it was.
+    ns = cluster.namespace
+    selects = {"agree": ns[-5:]}
+    name = await cluster.sidecarset(sidecarset(f"agree-{ns[-5:]}", None, selects))
+    await k.create_ready(kube, ns, pod("injected", selects))
+    public = f"public-{ns[-5:]}"
+    await k.create(kube, pod(public, selects), "kube-public")
+    try:
+        ss = await settled_status(kube, name, matchedPods=1)
+        conditions = ss["status"].get("conditions") or []
+        missed = [c for c in conditions if c["type"] == "InjectionMissed" and c["status"] == "True"]
+        assert missed == [], missed
+        planned = (await cluster.cli("plan", name, "-o", "json")).json()
+        assert planned["missedInjection"] == []
+        assert planned["budget"]["matched"] == ss["status"]["matchedPods"]
+        assert [h["pod"] for h in planned["held"]] == [f"{ns}/injected"]
+    finally:
+        await kube.delete(resource_path("v1", "pods", namespace="kube-public", name=public))

@@ -31,6 +31,7 @@ POD_PATH = "/mutate-pod"
 SIDECARSET_MUTATE_PATH = "/mutate-apps-kruise-io-sidecarset"
 SIDECARSET_VALIDATE_PATH = "/validate-apps-kruise-io-sidecarset"
 OPT_OUT_LABEL = "sidecarset.kruise.io/inject"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 ALWAYS_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 TIMEOUT_SECONDS = 5
 
@@ -73,7 +74,7 @@ def mutating_configuration(
     namespace_selector = {
         "matchExpressions": [
             {
-                "key": "kubernetes.io/metadata.name",
+                "key": NAMESPACE_NAME_LABEL,
                 "operator": "NotIn",
                 "values": excluded_namespaces(operator_namespace, extra_excluded),
             }
