@@ -51,12 +51,13 @@ CRD_PATH = Path(__file__).resolve().parent.parent / "manifests" / "crd.yaml"
 FIELD_MANAGER = "sidecarset-operator"
 
 
-async def connect(settings: OperatorSettings) -> KubeClient:
+async def connect(settings: OperatorSettings, *, limited: bool = True) -> KubeClient:
+    """The operator's client, rate-limited by `--qps` so a big rollout cannot flood the API
+    server; `limited=False`: the admission client, with no client-side limit at all."""
+    qps = settings.qps if limited else 0.0
     if settings.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return KubeClient.in_cluster(qps=settings.qps, burst=settings.burst)
-    return await KubeClient.from_kubeconfig(
-        settings.kubeconfig, qps=settings.qps, burst=settings.burst
-    )
+        return KubeClient.in_cluster(qps=qps, burst=settings.burst)
+    return await KubeClient.from_kubeconfig(settings.kubeconfig, qps=qps, burst=settings.burst)
 
 
 async def install_crd(client: KubeClient) -> None:
@@ -95,9 +96,18 @@ def write_ready_file(path: Path, *, webhook: int | None, probe: int) -> None:
 class Operator:
     """One running operator process; `ready` is what /readyz reports."""
 
-    def __init__(self, settings: OperatorSettings, client: KubeClient) -> None:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        client: KubeClient,
+        admission_client: KubeClient | None = None,
+    ) -> None:
+        """`admission_client`: for the one API call an admission may need (a namespace not yet
+        in the cache): its own connections, no rate limit shared with the controller's writes,
+        so a pod admission never queues behind a rollout. Defaults to `client`."""
         self.settings = settings
         self.client = client
+        self.admission_client = admission_client or client
         self.clock = RealClock()
         self.sidecarsets: Informer[SidecarSetEntry] = Informer(
             client, SIDECARSETS, SidecarSetCodec(), clock=self.clock
@@ -204,7 +214,7 @@ class Operator:
             sidecarsets=self.sidecarsets.store,
             namespaces=self.namespaces.store,
             revisions=self.revisions.store,
-            client=self.client,
+            client=self.admission_client,
         )
         sidecarset_admission = SidecarSetAdmission(
             sidecarsets=self.sidecarsets.store,
@@ -279,8 +289,9 @@ async def run(settings: OperatorSettings) -> None:
     except CredentialsError as unusable:
         log.error("cannot reach the API server", error=str(unusable))
         raise SystemExit(1) from None
-    async with client:
-        operator = Operator(settings, client)
+    admission_client = await connect(settings, limited=False)
+    async with client, admission_client:
+        operator = Operator(settings, client, admission_client)
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
