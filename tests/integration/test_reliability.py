@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import http.client
 import itertools
 import json
@@ -903,6 +904,35 @@ async def test_one_of_two_replicas_leads_and_a_sigkilled_leader_is_replaced_with
     after = await k.pods(kube, namespace)
     assert_not_restarted(after, before)
     print(f"\nfailovers after SIGKILL: {', '.join(f'{t:.1f}s' for t in takeovers)}")
+
+
+async def test_a_replica_that_loses_the_lease_exits_to_restart_cold(
+    kube: KubeClient, tuned: Replica
+) -> None:
+    # Another holder takes the Lease (as after a long partition): the leader's next renewal
+    # finds it taken. controller-runtime exits then; so do we, instead of campaigning again
+    # with the lost term's writer, judgements and queue.
+    await wait_for(lambda: leads(tuned), bool, timeout=30, what="the replica leading")
+    path = resource_path(
+        "coordination.k8s.io/v1",
+        "leases",
+        namespace=OPERATOR_NAMESPACE,
+        name="sidecarset-controller",
+    )
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    await kube.patch(
+        path,
+        {"spec": {"holderIdentity": "thief_1_00000000", "renewTime": now, "acquireTime": now}},
+    )
+    await wait_for(
+        lambda: asyncio.to_thread(tuned.running),
+        lambda running: not running,
+        timeout=LEASE_SECONDS * 3,
+        what="the replica exiting after losing the Lease",
+    )
+    logged = tuned.log.read_text()
+    assert "leadership lost; exiting" in logged, logged[-2000:]
+    await kube.patch(path, {"spec": {"holderIdentity": None, "renewTime": None}})
 
 
 # --- 5. the webhook unavailable: failure policy, exclusions, missed injections -----------------

@@ -2,7 +2,11 @@
 
 Only the Lease holder runs reconciles; every replica keeps its caches warm, so a successor takes
 over within the lease duration without a cold start. Losing the lease cancels the workers at
-once (controller-runtime style): two replicas never patch pods at the same time.
+once and ends the process (`LeadershipLost` propagates out of `run_controller`'s task, and
+`app.run` exits non-zero), as controller-runtime does: the pod restarts with cold caches and a
+fresh writer, judgement and queue, so nothing decided under the lost term (pending writes,
+de-duplicated events, backoffs) carries into a later one. Two replicas never patch pods at the
+same time.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sidecarset.app.writer import Writer
 from sidecarset.core.podview import PodView
 from sidecarset.shell import metrics
 from sidecarset.shell.controller import Controller
-from sidecarset.shell.leader import LeaderElector, LeadershipLost
+from sidecarset.shell.leader import LeaderElector
 from sidecarset.shell.workqueue import WorkQueue
 
 if TYPE_CHECKING:
@@ -90,16 +94,13 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> None:
             renew_deadline=operator.settings.lease_duration * 2 / 3,
             retry_period=operator.settings.lease_duration * 2 / 15,
         )
-        while True:
-            try:
-                async with elector.leading():
-                    metrics.LEADER.set(1)
-                    log.info("leading; controller started", identity=elector.identity)
-                    await controller.run()
-            except LeadershipLost:
-                log.warning("leadership lost; workers stopped, campaigning again")
-            finally:
-                metrics.LEADER.set(0)
+        try:
+            async with elector.leading():
+                metrics.LEADER.set(1)
+                log.info("leading; controller started", identity=elector.identity)
+                await controller.run()
+        finally:
+            metrics.LEADER.set(0)
 
     tg.create_task(lead(), name="controller")
     tg.create_task(export_depth(queue), name="queue-depth")

@@ -5,7 +5,8 @@
    without their sidecars);
 3. the webhook server, then the webhook configurations pointing at it;
 4. under the Lease, the controller.
-Stopping cancels the group: the controller first loses its lease, servers drain.
+Stopping cancels the group: the controller first loses its lease, servers drain. Losing the
+Lease ends the process with status 1 (see `app/controller.py`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from sidecarset.shell.informer import Informer
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from sidecarset.shell.kube.credentials import CredentialsError
+from sidecarset.shell.leader import LeadershipLost
 
 log = structlog.get_logger("sidecarset.operator")
 
@@ -302,6 +304,12 @@ async def run(settings: OperatorSettings) -> None:
         except asyncio.CancelledError:
             log.info("stopping")
         except BaseExceptionGroup as group:
+            if group.subgroup(LeadershipLost) is not None:
+                log.error(
+                    "leadership lost; exiting so the process restarts with cold caches",
+                    lease=settings.lease_name,
+                )
+                raise SystemExit(1) from None
             forbidden = group.subgroup(errors.Forbidden)
             if forbidden is None:
                 raise
