@@ -16,10 +16,18 @@ import time
 import traceback
 from types import ModuleType
 
-from bench import admission_load, harness, rollout, scale, webhook_e2e, webhook_server
+from bench import (
+    admission_load,
+    harness,
+    missed_scan,
+    rollout,
+    scale,
+    webhook_e2e,
+    webhook_server,
+)
 
 BENCHMARKS: dict[str, ModuleType] = {
-    m.NAME: m for m in (webhook_server, webhook_e2e, rollout, scale, admission_load)
+    m.NAME: m for m in (webhook_server, webhook_e2e, rollout, scale, admission_load, missed_scan)
 }
 
 

@@ -47,12 +47,21 @@ def _uninjected_index(pod: PodView) -> list[str]:
     return [] if mapping.injected_names(pod) else ["true"]
 
 
+def _uninjected_label_index(pod: PodView) -> list[str]:
+    """Pods without any injection record, filed under each of their `key=value` labels: the
+    missed-injection scan of a SidecarSet whose selector requires a label reads only these."""
+    if mapping.injected_names(pod):
+        return []
+    return [mapping.label_index_value(key, value) for key, value in pod.labels.items()]
+
+
 async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> None:
     """Start the controller (under the Lease if enabled); returns once it is started."""
     assert operator.pods is not None
     pods = operator.pods.store
     pods.add_index("injected", _injected_index)
     pods.add_index("uninjected", _uninjected_index)
+    pods.add_index(mapping.UNINJECTED_BY_LABEL, _uninjected_label_index)
     writer = Writer(operator.client, pods, namespace=operator.settings.namespace)
     reconciler = SidecarSetReconciler(
         sidecarsets=operator.sidecarsets.store,

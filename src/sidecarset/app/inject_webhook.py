@@ -146,15 +146,7 @@ class Candidates:
 
 def _required_label(entry: SidecarSetEntry) -> tuple[str, str] | None:
     sidecarset = entry.sidecarset
-    if sidecarset is None or sidecarset.spec.selector is None:
-        return None
-    compiled = selectors.compile_selector(sidecarset.spec.selector)
-    if compiled is None:
-        return None
-    for requirement in compiled.requirements:
-        if requirement.operator is model.SelectorOperator.IN and len(requirement.values) == 1:
-            return requirement.key, next(iter(requirement.values))
-    return None
+    return None if sidecarset is None else selectors.required_label(sidecarset.spec.selector)
 
 
 class PodInjector:

@@ -16,9 +16,10 @@ from typing import Any
 
 import structlog
 
+from sidecarset.app import mapping
 from sidecarset.app.projections import NamespaceView, SidecarSetEntry
 from sidecarset.app.writer import Writer
-from sidecarset.core import candidates, model, revisions, round_decision, status, wire
+from sidecarset.core import candidates, model, revisions, round_decision, selectors, status, wire
 from sidecarset.core.podview import PodView
 from sidecarset.shell import metrics
 from sidecarset.shell.controller import Result
@@ -90,11 +91,18 @@ class SidecarSetReconciler:
     def missed_injection(self, sidecarset: model.SidecarSet) -> list[PodView]:
         """`round_decision.missed_injections` over the pods without any injection record."""
         return round_decision.missed_injections(
-            sidecarset,
-            self._pods.by_index("uninjected", "true"),
-            self._namespace_labels,
-            self._excluded,
+            sidecarset, self._uninjected(sidecarset), self._namespace_labels, self._excluded
         )
+
+    def _uninjected(self, sidecarset: model.SidecarSet) -> list[PodView]:
+        """The pods without any injection record that the selector could match: those with
+        its required label when it has one and the pod store indexes them by label (an index
+        lookup instead of every uninjected pod, each round of each SidecarSet), else all."""
+        label = selectors.required_label(sidecarset.spec.selector)
+        if label is not None and self._pods.has_index(mapping.UNINJECTED_BY_LABEL):
+            value = mapping.label_index_value(*label)
+            return self._pods.by_index(mapping.UNINJECTED_BY_LABEL, value)
+        return self._pods.by_index("uninjected", "true")
 
     async def reconcile(self, name: str) -> Result:
         entry = self._sidecarsets.get(name)
@@ -122,7 +130,7 @@ class SidecarSetReconciler:
         decision = round_decision.decide_round(
             sidecarset,
             injected=self._pods.by_index("injected", name),
-            uninjected=self._pods.by_index("uninjected", "true"),
+            uninjected=self._uninjected(sidecarset),
             namespace_labels=self._namespace_labels,
             revision_records=revision_records(name, self._revisions.values()),
             now=now,
