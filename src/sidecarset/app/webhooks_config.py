@@ -10,8 +10,10 @@
   a pod creation can hang when the operator is unreachable (the apiserver's default is 10).
 - SidecarSet defaulting and validation: `failurePolicy: Fail`, because an unvalidated SidecarSet
   can break every pod it selects.
-- `reinvocationPolicy: IfNeeded` on pods: if a later mutating webhook adds a container or
-  volume, we run again so shared volume mounts and transferred env see the final pod.
+- `reinvocationPolicy: Never` on pods: a second call would change nothing, because a pod that
+  carries our injection record is never injected again. So shared volume mounts and transferred
+  env see the containers present when we are called; a container another mutating webhook adds
+  after us gets neither (docs/troubleshooting.md).
 
 Every replica server-side applies both configurations at start. In a cluster the Helm chart
 creates them empty beforehand, so the operator needs only `patch` on these two names (`create`
@@ -102,7 +104,7 @@ def mutating_configuration(
                 "admissionReviewVersions": ["v1"],
                 "timeoutSeconds": TIMEOUT_SECONDS,
                 "matchPolicy": "Equivalent",
-                "reinvocationPolicy": "IfNeeded",
+                "reinvocationPolicy": "Never",
                 "namespaceSelector": namespace_selector,
                 "objectSelector": {
                     "matchExpressions": [
