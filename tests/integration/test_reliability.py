@@ -514,6 +514,20 @@ async def compact_past_everyone(control_plane: ControlPlane) -> int:
     return revision
 
 
+OUTAGE_LEASE_SECONDS = 90.0
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def outage_proof_lease(tuned: Replica) -> AsyncIterator[None]:
+    """This module's operator restarted with a Lease longer than an apiserver outage."""
+    await tuned.stop()
+    await tuned.restart("--lease-duration", str(OUTAGE_LEASE_SECONDS))
+    yield
+    await tuned.stop()
+    await tuned.restart()
+
+
+@pytest.mark.usefixtures("outage_proof_lease")
 @pytest.mark.parametrize("stop", ["sigterm", "sigkill"])
 async def test_a_rollout_survives_an_apiserver_restart_and_410_gone_on_every_watch(
     kube: KubeClient,
@@ -530,29 +544,8 @@ async def test_a_rollout_survives_an_apiserver_restart_and_410_gone_on_every_wat
     The outage outlasts the renew deadline of this module's 5 s Lease, and a leader that cannot
     renew exits (as controller-runtime's do; see
     `test_a_replica_that_loses_the_lease_exits_to_restart_cold`). This test is about one process
-    riding out the outage, so its operator holds a Lease longer than the outage."""
-    await tuned.stop()
-    await tuned.restart("--lease-duration", str(OUTAGE_LEASE_SECONDS))
-    try:
-        await _rollout_through_an_apiserver_restart(
-            kube, namespace, sidecarsets, tuned, control_plane, stop
-        )
-    finally:
-        await tuned.stop()
-        await tuned.restart()
-
-
-OUTAGE_LEASE_SECONDS = 90.0
-
-
-async def _rollout_through_an_apiserver_restart(
-    kube: KubeClient,
-    namespace: str,
-    sidecarsets: k.SidecarSets,
-    tuned: Replica,
-    control_plane: ControlPlane,
-    stop: str,
-) -> None:
+    riding out the outage, so its operator holds a Lease longer than the outage
+    (`outage_proof_lease`)."""
     pods = 8
     name = await sidecarsets.create(
         sidecarset(f"apiserver-{namespace[-5:]}", namespace, {"app": "web"}, maxUnavailable=BUDGET)
