@@ -179,3 +179,20 @@ async def create_ready(kube: KubeClient, namespace: str, *bodies: dict[str, Any]
 def images(pods_: list[dict[str, Any]], name: str = "filebeat") -> dict[str, str]:
     """Each pod's spec image of container `name`, by pod name."""
     return {p["metadata"]["name"]: container(p, name)["image"] for p in pods_}
+
+
+async def sidecarset_event(
+    kube: KubeClient, name: str, reason: str, *, timeout: float = 60.0
+) -> dict[str, Any]:
+    """The operator's Event with `reason` on SidecarSet `name` (recorded in `default`), once it
+    exists."""
+    found = await wait_for(
+        lambda: kube.get(
+            resource_path("v1", "events", namespace="default"),
+            fieldSelector=f"involvedObject.name={name}",
+        ),
+        lambda listed: any(e["reason"] == reason for e in listed["items"]),
+        timeout=timeout,
+        what=f"{reason} event",
+    )
+    return next(e for e in found["items"] if e["reason"] == reason)

@@ -21,6 +21,7 @@ from sidecarset.core import wire
 from sidecarset.devcluster.controlplane import ControlPlane
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration import kubeobjects as k
+from tests.integration.conftest import OperatorHandle
 from tests.integration.kubeobjects import NEW, OLD, pod, set_image, sidecarset
 from tests.integration.waiting import wait_for
 
@@ -485,3 +486,53 @@ async def test_a_user_without_rights_gets_one_forbidden_line(
     line = one_line(result)
     assert line.startswith("error: cannot list SidecarSets: forbidden: ")
     assert f"system:serviceaccount:{namespace}:nobody" in line
+
+
+async def test_cluster_up_without_the_operator_removes_its_dead_webhooks(
+    control_plane: ControlPlane, operator: OperatorHandle, kube: KubeClient, namespace: str
+) -> None:
+    # An operator that ran before leaves its webhook configurations (failurePolicy: Fail)
+    # pointing at a port nobody listens on any more: every pod creation would be refused.
+    operator.kill()
+    try:
+        result = await run_cli(
+            control_plane, "cluster", "up", "--no-operator", "--dir", str(control_plane.workdir)
+        )
+        assert result.code == 0, result.err
+        assert "removed mutatingwebhookconfigurations/sidecarset-mutating" in result.err
+        assert "removed validatingwebhookconfigurations/sidecarset-validating" in result.err
+        await k.create(kube, pod("plain"), namespace)  # admitted: no dead webhook is called
+        again = await run_cli(
+            control_plane, "cluster", "up", "--no-operator", "--dir", str(control_plane.workdir)
+        )
+        assert "no webhook configurations registered" in again.err, again.err
+    finally:
+        operator.start()
+    kept = await run_cli(
+        control_plane, "cluster", "up", "--no-operator", "--dir", str(control_plane.workdir)
+    )
+    assert "kept mutatingwebhookconfigurations/sidecarset-mutating" in kept.err, kept.err
+
+
+async def test_plan_and_the_controller_agree_on_pods_in_excluded_namespaces(
+    cluster: Cluster, kube: KubeClient
+) -> None:
+    # A cluster-wide SidecarSet: its selector also matches a pod in kube-public, where the pod
+    # webhook is never called. That pod was not missed; plan used to say it was.
+    ns = cluster.namespace
+    selects = {"agree": ns[-5:]}
+    name = await cluster.sidecarset(sidecarset(f"agree-{ns[-5:]}", None, selects))
+    await k.create_ready(kube, ns, pod("injected", selects))
+    public = f"public-{ns[-5:]}"
+    await k.create(kube, pod(public, selects), "kube-public")
+    try:
+        ss = await settled_status(kube, name, matchedPods=1)
+        conditions = ss["status"].get("conditions") or []
+        missed = [c for c in conditions if c["type"] == "InjectionMissed" and c["status"] == "True"]
+        assert missed == [], missed
+        planned = (await cluster.cli("plan", name, "-o", "json")).json()
+        assert planned["missedInjection"] == []
+        assert planned["budget"]["matched"] == ss["status"]["matchedPods"]
+        assert [h["pod"] for h in planned["held"]] == [f"{ns}/injected"]
+    finally:
+        await kube.delete(resource_path("v1", "pods", namespace="kube-public", name=public))

@@ -305,15 +305,7 @@ async def test_the_operator_does_its_whole_job_with_only_the_charts_permissions(
             ],
             content_type=JSON_PATCH,
         )
-        await wait_for(
-            lambda: kube.get(
-                resource_path("v1", "events", namespace="default"),
-                fieldSelector=f"involvedObject.name={name}",
-            ),
-            lambda found: any(e["reason"] == "NotUpgradablePods" for e in found["items"]),
-            timeout=60,
-            what="NotUpgradablePods event",
-        )
+        await k.sidecarset_event(kube, name, "NotUpgradablePods")
         assert operator.denials() == []
         assert operator.process.poll() is None
     finally:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from sidecarset.shell.kube.client import KubeClient
+from sidecarset.core import wire
+from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration import kubeobjects as k
 from tests.integration.conftest import OperatorHandle, deployment
 from tests.integration.waiting import wait_for
@@ -281,3 +283,35 @@ async def test_a_broken_image_stops_within_the_budget_and_says_why(
     assert ss["status"]["updatedPods"] == 2
     assert ss["status"]["updatedReadyPods"] == 0
     assert ss["status"]["matchedPods"] == 6
+
+
+async def test_a_pod_with_an_unreadable_hash_annotation_is_repaired_with_an_event(
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets
+) -> None:
+    # Kruise reads an unreadable kruise.io/sidecarset-hash as "not updated" and rewrites it on
+    # the next update; we do the same and say so in an Event instead of stalling the rollout.
+    name = await sidecarsets.create(k.sidecarset("repair-" + namespace[-5:], namespace))
+    [before] = await k.create_ready(kube, namespace, k.pod("p"))
+    path = resource_path("v1", "pods", namespace=namespace, name="p")
+    await kube.patch(path, {"metadata": {"annotations": {wire.HASH_ANNOTATION: "{not json"}}})
+    await k.set_image(kube, name, k.NEW)
+    after = await wait_for(
+        lambda: kube.get(path),
+        lambda p: running_new(p) and _readable_hash(p),
+        timeout=60,
+        what="the pod updated with a readable hash annotation",
+    )
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert list(json.loads(after["metadata"]["annotations"][wire.HASH_ANNOTATION])) == [name]
+    event = await k.sidecarset_event(kube, name, "PodAnnotationRepaired", timeout=30)
+    assert f"{namespace}/p" in event["message"]
+    ss = await status_settled(kube, name)
+    reasons = {c["type"]: c.get("reason") for c in ss["status"].get("conditions", [])}
+    assert "PodsNotUpgradable" not in reasons.values(), reasons
+
+
+def _readable_hash(pod: dict[str, Any]) -> bool:
+    try:
+        return isinstance(json.loads(pod["metadata"]["annotations"][wire.HASH_ANNOTATION]), dict)
+    except (KeyError, ValueError):
+        return False

@@ -2,7 +2,11 @@
 
 Only the Lease holder runs reconciles; every replica keeps its caches warm, so a successor takes
 over within the lease duration without a cold start. Losing the lease cancels the workers at
-once (controller-runtime style): two replicas never patch pods at the same time.
+once and ends the process (`LeadershipLost` propagates out of `run_controller`'s task, and
+`app.run` exits non-zero), as controller-runtime does: the pod restarts with cold caches and a
+fresh writer, judgement and queue, so nothing decided under the lost term (pending writes,
+de-duplicated events, backoffs) carries into a later one. Two replicas never patch pods at the
+same time.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from sidecarset.app.writer import Writer
 from sidecarset.core.podview import PodView
 from sidecarset.shell import metrics
 from sidecarset.shell.controller import Controller
-from sidecarset.shell.leader import LeaderElector, LeadershipLost
+from sidecarset.shell.leader import LeaderElector
 from sidecarset.shell.workqueue import WorkQueue
 
 if TYPE_CHECKING:
@@ -43,6 +47,14 @@ def _uninjected_index(pod: PodView) -> list[str]:
     return [] if mapping.injected_names(pod) else ["true"]
 
 
+def _uninjected_label_index(pod: PodView) -> list[str]:
+    """Pods without any injection record, filed under each of their `key=value` labels: the
+    missed-injection scan of a SidecarSet whose selector requires a label reads only these."""
+    if mapping.injected_names(pod):
+        return []
+    return [mapping.label_index_value(key, value) for key, value in pod.labels.items()]
+
+
 async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.Task[None]:
     """Start the controller (under the Lease if enabled); returns once it is started, with the
     task to cancel to stop it (cancelling it releases the Lease)."""
@@ -50,6 +62,7 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
     pods = operator.pods.store
     pods.add_index("injected", _injected_index)
     pods.add_index("uninjected", _uninjected_index)
+    pods.add_index(mapping.UNINJECTED_BY_LABEL, _uninjected_label_index)
     writer = Writer(operator.client, pods, namespace=operator.settings.namespace)
     reconciler = SidecarSetReconciler(
         sidecarsets=operator.sidecarsets.store,
@@ -92,21 +105,22 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
             renew_deadline=operator.settings.lease_duration * 2 / 3,
             retry_period=operator.settings.lease_duration * 2 / 15,
         )
-        while True:
-            try:
-                async with elector.leading():
-                    metrics.LEADER.set(1)
-                    log.info("leading; controller started", identity=elector.identity)
-                    await controller.run()
-            except LeadershipLost:
-                log.warning("leadership lost; workers stopped, campaigning again")
-            finally:
-                metrics.LEADER.set(0)
+        try:
+            async with elector.leading():
+                metrics.LEADER.set(1)
+                log.info("leading; controller started", identity=elector.identity)
+                await controller.run()
+        finally:
+            metrics.LEADER.set(0)
 
-    async def depth() -> None:
-        while True:
-            metrics.QUEUE_DEPTH.set(queue.waiting)
-            await asyncio.sleep(2)
-
-    tg.create_task(depth(), name="queue-depth")
+    tg.create_task(export_depth(queue), name="queue-depth")
     return tg.create_task(lead(), name="controller")
+
+
+async def export_depth(queue: WorkQueue[str], interval: float = 2.0) -> None:
+    """Keep `sidecarset_workqueue_depth` at the keys ready for a worker, as client-go's
+    workqueue depth counts them: a key waiting out a requeue delay or a backoff is not work
+    waiting for a worker, and counting those showed a busy queue on an idle controller."""
+    while True:
+        metrics.QUEUE_DEPTH.set(len(queue))
+        await asyncio.sleep(interval)

@@ -1,10 +1,13 @@
 """The pod mutating webhook: admission request -> core injection -> JSON patch.
 
 Reads only in-memory stores (SidecarSets, Namespaces, ControllerRevisions), synced before the
-server answers. A namespace missing from the store (created a moment ago) is fetched once from
-the API. The patch is built completely from the `Injection` before anything is returned, so a
-response is never half-made; a problem in the user's pod is a denial naming the field; a bug of
-ours is an error response that the failurePolicy handles.
+server answers. A namespace missing from the store (created a moment ago) is fetched from the
+API only when a candidate SidecarSet has a namespaceSelector, with the admission client: its
+own connection pool, no client-side rate limit shared with the controller's writes, and a
+timeout (`NAMESPACE_LOOKUP_TIMEOUT`) well under the webhook's own. The patch is built
+completely from the `Injection` before anything is returned, so a response is never half-made;
+a problem in the user's pod is a denial naming the field; a bug of ours is an error response
+that the failurePolicy handles.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from sidecarset.shell.kube.client import KubeClient, resource_path
 from sidecarset.shell.store import Store
 
 log = structlog.get_logger("sidecarset.inject")
+
+NAMESPACE_LOOKUP_TIMEOUT = 2.0
+"""Seconds a namespace lookup may take: under the webhook's 5 s timeout, so an API server too
+slow to answer gives a clear refusal instead of the API server's own timeout error."""
 
 # Mirrors injection's contract: `now` is RFC 3339 with second precision, as Go's time.Time JSON.
 _RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
@@ -139,15 +146,7 @@ class Candidates:
 
 def _required_label(entry: SidecarSetEntry) -> tuple[str, str] | None:
     sidecarset = entry.sidecarset
-    if sidecarset is None or sidecarset.spec.selector is None:
-        return None
-    compiled = selectors.compile_selector(sidecarset.spec.selector)
-    if compiled is None:
-        return None
-    for requirement in compiled.requirements:
-        if requirement.operator is model.SelectorOperator.IN and len(requirement.values) == 1:
-            return requirement.key, next(iter(requirement.values))
-    return None
+    return None if sidecarset is None else selectors.required_label(sidecarset.spec.selector)
 
 
 class PodInjector:
@@ -161,6 +160,8 @@ class PodInjector:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         draw: Callable[[], float] = random.random,
     ) -> None:
+        """`client`: the admission client (`app.run.connect_admission`), never the controller's
+        rate-limited one; None: never call the API."""
         self._sidecarsets = sidecarsets
         self._namespaces = namespaces
         self._revisions = revisions
@@ -192,11 +193,19 @@ class PodInjector:
             metrics.INJECTION_FAILURES.labels(reason="denied").inc()
             return admission.invalid(f"sidecarset injection refused: {malformed}")
         namespace = (pod.get("metadata") or {}).get("namespace") or request.namespace or "default"
-        labels = await self._namespace_labels(namespace)
+        candidates = self.candidates(pod)
+        try:
+            labels = await self._namespace_labels(namespace, candidates)
+        except errors.ApiError as err:
+            metrics.INJECTION_FAILURES.labels(reason="namespace").inc()
+            return admission.errored(
+                f"sidecarset injection: cannot read namespace {namespace!r}: {err.message}",
+                code=503,
+            )
         try:
             result = inject_pod(
                 pod,
-                self.candidates(pod),
+                candidates,
                 labels,
                 revisions=self._revisions.values,
                 now=self._now(),
@@ -218,14 +227,22 @@ class PodInjector:
         log.debug("pod injected", sidecarsets=list(result.injected), ops=len(ops))
         return admission.patched(ops, warnings=result.warnings)
 
-    async def _namespace_labels(self, namespace: str) -> dict[str, str] | None:
+    async def _namespace_labels(
+        self, namespace: str, candidates: list[SidecarSetEntry]
+    ) -> dict[str, str] | None:
+        """The namespace's labels from the store; from the API only on a miss that matters
+        (some candidate has a namespaceSelector). Raises `errors.ApiError` if that fails."""
         cached = self._namespaces.get(namespace)
         if cached is not None:
             return dict(cached.metadata.labels)
-        if self._client is None:
+        if self._client is None or not any(
+            e.sidecarset is not None and e.sidecarset.spec.namespace_selector is not None
+            for e in candidates
+        ):
             return None
+        path = resource_path("v1", "namespaces", name=namespace)
         try:
-            ns = await self._client.get(resource_path("v1", "namespaces", name=namespace))
+            ns = await self._client.request("GET", path, timeout=NAMESPACE_LOOKUP_TIMEOUT)
         except errors.NotFound:
             return None
         return dict((ns.get("metadata") or {}).get("labels") or {})

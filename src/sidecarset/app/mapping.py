@@ -49,6 +49,15 @@ def _without_status(raw: dict[str, Any]) -> tuple[object, object]:
     return metadata, raw.get("spec")
 
 
+UNINJECTED_BY_LABEL = "uninjected-by-label"
+"""Pod index: pods without any injection record, by `key=value` label."""
+
+
+def label_index_value(key: str, value: str) -> str:
+    """How a label is filed in `UNINJECTED_BY_LABEL` (`=` cannot appear in a label key)."""
+    return f"{key}={value}"
+
+
 def injected_names(pod: PodView) -> frozenset[str]:
     raw = pod.annotations.get(wire.INJECTED_LIST_ANNOTATION, "")
     return frozenset(name for name in raw.split(",") if name)

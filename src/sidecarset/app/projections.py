@@ -8,6 +8,7 @@
 - Pods: `core.podview.PodView`, decoded straight from the stream; unknown fields never become
   Python objects (about 3 KB a pod instead of 60 KB for a full dict).
 - ControllerRevisions: whole objects, few and small.
+- ConfigMaps: the whitelist ConfigMaps only (a field selector names each), whole.
 """
 
 from __future__ import annotations
@@ -80,3 +81,5 @@ NAMESPACE_CODEC: StructCodec[NamespaceView] = StructCodec(NamespaceView)
 POD_CODEC: StructCodec[PodView] = StructCodec(PodView)
 
 REVISION_CODEC = DictCodec()
+
+CONFIGMAP_CODEC = DictCodec()

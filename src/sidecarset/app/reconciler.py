@@ -1,24 +1,25 @@
 """SidecarSetReconciler.reconcile(name): one round of one SidecarSet.
 
-Reads the synced stores, asks the core for decisions (revision, round plan, status) and has the
-writer carry them out. Status is computed after the round's writes (behaviour.md §12.5) from the
-same pod snapshot the plan used, so it never reports a round that was not attempted; the next event
-(the pod cache catching up) refreshes it.
+Reads the synced stores, asks the core for the round's decision (`round_decision.decide_round`:
+scope, revision, plan, missed injections, status; the same function `sidecarset plan` shows) and
+has the writer carry it out. The status is written after the round's writes, computed from the
+same pod snapshot the plan used, so it never reports a round that was not attempted; the next
+event (the pod cache catching up) refreshes it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
-from sidecarset.app import webhooks_config
+from sidecarset.app import mapping, webhooks_config
 from sidecarset.app.projections import NamespaceView, SidecarSetEntry
 from sidecarset.app.writer import Writer
-from sidecarset.core import candidates, model, revisions, rollout, selectors, status, wire
+from sidecarset.core import candidates, model, revisions, round_decision, selectors, status, wire
 from sidecarset.core.podview import PodView
 from sidecarset.shell import metrics
 from sidecarset.shell.controller import Result
@@ -29,6 +30,9 @@ log = structlog.get_logger("sidecarset.reconciler")
 # While pods are rolling, look again at least this often even without events (a pod whose
 # readiness never changes sends none).
 ROLLING_RESYNC = 5.0
+
+ROLLOUT_STATES = ("matched", "updated", "ready", "updated_ready", "missed_injection")
+"""The `state` label values of `sidecarset_pods`."""
 
 
 def revision_records(
@@ -69,7 +73,9 @@ class SidecarSetReconciler:
         `critical_pods_skipped` (its match condition)."""
         self._failing_after = failing_after
         self._excluded = frozenset(excluded_namespaces)
-        self._critical_skipped = critical_pods_skipped
+        self._skipped_classes = (
+            webhooks_config.CRITICAL_PRIORITY_CLASSES if critical_pods_skipped else ()
+        )
         self._sidecarsets = sidecarsets
         self._pods = pods
         self._namespaces = namespaces
@@ -80,62 +86,42 @@ class SidecarSetReconciler:
 
     def pods_for(self, sidecarset: model.SidecarSet) -> list[PodView]:
         """Pods in scope: injected by this SidecarSet, in namespaces it (still) selects."""
-        name = sidecarset.metadata.name
-        in_scope: dict[str, bool] = {}  # per namespace: pods share a few
-        scoped = []
-        for pod in self._pods.by_index("injected", name):
-            namespace = pod.namespace
-            if namespace not in in_scope:
-                in_scope[namespace] = self._namespace_in_scope(sidecarset, namespace)
-            if in_scope[namespace]:
-                scoped.append(pod)
-        return scoped
+        injected = self._pods.by_index("injected", sidecarset.metadata.name)
+        return round_decision.pods_in_scope(sidecarset, injected, self._namespace_labels)
 
-    def _namespace_in_scope(self, sidecarset: model.SidecarSet, namespace: str) -> bool:
-        if sidecarset.spec.namespace and sidecarset.spec.namespace != namespace:
-            return False
-        ns_selector = sidecarset.spec.namespace_selector
-        if ns_selector is None:
-            return True
+    def _namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         ns = self._namespaces.get(namespace)
-        labels = dict(ns.metadata.labels) if ns is not None else {}
-        return selectors.matches_or_false(ns_selector, labels)
+        return ns.metadata.labels if ns is not None else None
 
     def missed_injection(self, sidecarset: model.SidecarSet) -> list[PodView]:
-        """Active pods its selector matches that carry no injection record at all although they
-        were created after the SidecarSet (admitted while the webhook was unreachable under
-        failurePolicy Ignore): reported, never silently dropped.
+        """`round_decision.missed_injections` over the pods without any injection record."""
+        return round_decision.missed_injections(
+            sidecarset,
+            self._uninjected(sidecarset),
+            self._namespace_labels,
+            self._excluded,
+            self._skipped_classes,
+        )
 
-        Not counted: pods that opted out, pods the webhook never sees (excluded namespaces,
-        system-critical pods), and pods
-        older than the SidecarSet (no webhook could have injected them). Creation times have
-        second precision, so a pod created in the SidecarSet's own second is not counted.
-        """
-        missed: list[PodView] = []
-        if sidecarset.spec.selector is None:
-            return missed
-        born = sidecarset.metadata.creation_timestamp
-        for pod in self._pods.by_index("uninjected", "true"):
-            if not pod.is_active or wire.is_injection_opted_out(pod.labels, pod.annotations):
-                continue
-            if pod.namespace in self._excluded:
-                continue
-            if self._critical_skipped and webhooks_config.is_critical(pod.spec.priority_class_name):
-                continue
-            created = pod.metadata.creation_timestamp
-            if born is not None and created is not None and created <= born:
-                continue
-            if selectors.matches_or_false(sidecarset.spec.selector, pod.labels) and (
-                self._namespace_in_scope(sidecarset, pod.namespace)
-            ):
-                missed.append(pod)
-        return missed
+    def _uninjected(self, sidecarset: model.SidecarSet) -> list[PodView]:
+        """The pods without any injection record that the selector could match: those with
+        its required label when it has one and the pod store indexes them by label (an index
+        lookup instead of every uninjected pod, each round of each SidecarSet), else all."""
+        label = selectors.required_label(sidecarset.spec.selector)
+        if label is not None and self._pods.has_index(mapping.UNINJECTED_BY_LABEL):
+            value = mapping.label_index_value(*label)
+            return self._pods.by_index(mapping.UNINJECTED_BY_LABEL, value)
+        return self._pods.by_index("uninjected", "true")
 
     async def reconcile(self, name: str) -> Result:
         entry = self._sidecarsets.get(name)
         if entry is None:
+            # Deleted: pods keep their sidecars, revisions are GC'd; what we kept per
+            # SidecarSet goes, so a churn of SidecarSets does not grow memory or series.
             self._judgements.pop(name, None)
-            return Result()  # deleted: pods keep their sidecars, revisions are GC'd
+            self._writer.forget(name)
+            self._unexport(name)
+            return Result()
         sidecarset = entry.sidecarset
         if sidecarset is None:
             log.error(
@@ -149,30 +135,28 @@ class SidecarSetReconciler:
     async def _round(
         self, entry: SidecarSetEntry, sidecarset: model.SidecarSet, now: datetime
     ) -> Result:
-        pods = self.pods_for(sidecarset)
-        existing = revision_records(sidecarset.metadata.name, self._revisions.values())
-        previous_status = sidecarset.status
-        decision = revisions.decide_revision(
-            sidecarset, existing, collision_count=previous_status.collision_count or 0
-        )
-        if decision.action is not revisions.RevisionAction.REUSE or (
-            decision.custom_version_label is not None
-        ):
-            await self._writer.record_revision(sidecarset, decision, self._revisions.values())
-        history = revisions.history_after(existing, decision)
-        pruning = revisions.revisions_to_prune(sidecarset, history, pods)
-        if pruning.delete:
-            await self._writer.delete_revisions(pruning.delete)
-
-        judgements = self._judgements.setdefault(sidecarset.name, candidates.Judgements())
-        plan = rollout.plan_round(
+        name = sidecarset.metadata.name
+        decision = round_decision.decide_round(
             sidecarset,
-            pods,
-            now,
-            latest_revision=decision.name,
+            injected=self._pods.by_index("injected", name),
+            uninjected=self._uninjected(sidecarset),
+            namespace_labels=self._namespace_labels,
+            revision_records=revision_records(name, self._revisions.values()),
+            now=now,
             pending=self._writer.pending(),
-            judgements=judgements,
+            judgements=self._judgements.setdefault(name, candidates.Judgements()),
+            excluded_namespaces=self._excluded,
+            skipped_priority_classes=self._skipped_classes,
+            failing_after=self._failing_after,
         )
+        if decision.records_revision:
+            await self._writer.record_revision(
+                sidecarset, decision.revision, self._revisions.values()
+            )
+        if decision.pruning.delete:
+            await self._writer.delete_revisions(decision.pruning.delete)
+
+        plan = decision.plan
         for warning in plan.warnings:
             log.warning("strategy value unreadable", detail=warning)
         for condition in plan.conditions:
@@ -188,9 +172,18 @@ class SidecarSetReconciler:
                 warning=True,
                 now=now,
             )
-        updated = await self._writer.update_pods(
-            sidecarset.metadata.name, (*plan.flip, *plan.update)
-        )
+        updated = await self._writer.update_pods(name, (*plan.flip, *plan.update))
+        repaired = sorted(str(u.pod) for u in plan.update if u.repairs)
+        if repaired:
+            await self._writer.event(
+                sidecarset,
+                "PodAnnotationRepaired",
+                f"{len(repaired)} pod(s) had an unreadable {wire.HASH_ANNOTATION} annotation; "
+                "it is rewritten with this SidecarSet's entry (other SidecarSets record theirs "
+                f"again): {', '.join(repaired[:5])}",
+                warning=True,
+                now=now,
+            )
         if plan.update:
             log.info(
                 "round applied",
@@ -206,7 +199,7 @@ class SidecarSetReconciler:
             held=len(plan.held),
             disrupted=len(plan.budget.disrupted),
         )
-        missed = self.missed_injection(sidecarset)
+        missed = decision.missed
         if missed:
             await self._writer.event(
                 sidecarset,
@@ -217,16 +210,7 @@ class SidecarSetReconciler:
                 warning=True,
                 now=now,
             )
-        new_status = status.compute_status(
-            sidecarset,
-            plan,
-            latest_revision=decision.name,
-            collision_count=decision.collision_count,
-            now=now,
-            previous_conditions=previous_status.conditions,
-            failing_after=self._failing_after,
-            missed_injection=[p.key for p in missed],
-        )
+        new_status = decision.status
         deferred = await self._writer.status(sidecarset, entry.raw.get("status") or {}, new_status)
         self._export(sidecarset, new_status, missed=len(missed))
 
@@ -239,6 +223,13 @@ class SidecarSetReconciler:
         if deferred is not None:
             requeue = min(requeue or deferred, deferred)
         return Result(requeue_after=requeue)
+
+    def _unexport(self, name: str) -> None:
+        for state in ROLLOUT_STATES:
+            try:
+                metrics.ROLLOUT_PODS.remove(name, state)
+            except KeyError:
+                pass  # never exported (deleted before its first round finished)
 
     def _export(
         self, sidecarset: model.SidecarSet, st: model.SidecarSetStatus, *, missed: int

@@ -11,7 +11,8 @@
 4. under the Lease, the controller.
 Stopping (SIGTERM) is graceful, see shell/shutdown.py: /readyz fails at once and the controller
 stops and releases its Lease (the other replica leads within one retry period); the webhook keeps
-answering for `drain_seconds`, then the group is cancelled and the servers close.
+answering for `drain_seconds`, then the group is cancelled and the servers close. Losing the
+Lease to another replica ends the process with status 1 (see `app/controller.py`).
 
 SidecarSets are read and their status written through v1beta1, the storage version, so the
 operator's own reads need no conversion for objects stored as v1beta1; the decisions read the
@@ -34,6 +35,7 @@ import yaml
 from sidecarset.app import certificates, webhooks_config
 from sidecarset.app.inject_webhook import PodInjector
 from sidecarset.app.projections import (
+    CONFIGMAP_CODEC,
     NAMESPACE_CODEC,
     POD_CODEC,
     REVISION_CODEC,
@@ -42,7 +44,7 @@ from sidecarset.app.projections import (
     SidecarSetEntry,
 )
 from sidecarset.app.settings import Mode, OperatorSettings
-from sidecarset.app.sidecarset_webhook import SidecarSetAdmission
+from sidecarset.app.sidecarset_webhook import CONFIG_MAPS, SidecarSetAdmission
 from sidecarset.core import conversion, wire
 from sidecarset.core.podview import PodView
 from sidecarset.shell import httpserver
@@ -51,6 +53,7 @@ from sidecarset.shell.informer import Informer
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from sidecarset.shell.kube.credentials import CredentialsError
+from sidecarset.shell.leader import LeadershipLost
 from sidecarset.shell.shutdown import GracefulStop
 
 log = structlog.get_logger("sidecarset.operator")
@@ -61,12 +64,13 @@ FIELD_MANAGER = "sidecarset-operator"
 CRD_API = "apiextensions.k8s.io/v1"
 
 
-async def connect(settings: OperatorSettings) -> KubeClient:
+async def connect(settings: OperatorSettings, *, limited: bool = True) -> KubeClient:
+    """The operator's client, rate-limited by `--qps` so a big rollout cannot flood the API
+    server; `limited=False`: the admission client, with no client-side limit at all."""
+    qps = settings.qps if limited else 0.0
     if settings.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return KubeClient.in_cluster(qps=settings.qps, burst=settings.burst)
-    return await KubeClient.from_kubeconfig(
-        settings.kubeconfig, qps=settings.qps, burst=settings.burst
-    )
+        return KubeClient.in_cluster(qps=qps, burst=settings.burst)
+    return await KubeClient.from_kubeconfig(settings.kubeconfig, qps=qps, burst=settings.burst)
 
 
 def crd_path() -> str:
@@ -154,9 +158,18 @@ def write_ready_file(path: Path, *, webhook: int | None, probe: int) -> None:
 class Operator:
     """One running operator process; /readyz reports `ready` and not `stopping`."""
 
-    def __init__(self, settings: OperatorSettings, client: KubeClient) -> None:
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        client: KubeClient,
+        admission_client: KubeClient | None = None,
+    ) -> None:
+        """`admission_client`: for the one API call an admission may need (a namespace not yet
+        in the cache): its own connections, no rate limit shared with the controller's writes,
+        so a pod admission never queues behind a rollout. Defaults to `client`."""
         self.settings = settings
         self.client = client
+        self.admission_client = admission_client or client
         self.clock = RealClock()
         self.sidecarsets: Informer[SidecarSetEntry] = Informer(
             client, SIDECARSETS, SidecarSetCodec(), clock=self.clock
@@ -171,6 +184,20 @@ class Operator:
             clock=self.clock,
             label_selector=wire.SIDECARSET_NAME_LABEL,
         )
+        # The whitelist ConfigMaps, one informer each (RBAC names them): the validating webhook
+        # reads them on every request and must not wait on an API call to do so.
+        self.configmaps: list[Informer[dict[str, Any]]] = []
+        if settings.mode in (Mode.ALL, Mode.WEBHOOK):
+            self.configmaps = [
+                Informer(
+                    client,
+                    resource_path("v1", "configmaps", namespace=settings.namespace),
+                    CONFIGMAP_CODEC,
+                    clock=self.clock,
+                    field_selector=f"metadata.name={name}",
+                )
+                for name in CONFIG_MAPS
+            ]
         self.pods: Informer[PodView] | None = None
         if settings.mode in (Mode.ALL, Mode.CONTROLLER):
             self.pods = Informer(client, resource_path("v1", "pods"), POD_CODEC, clock=self.clock)
@@ -181,6 +208,7 @@ class Operator:
 
     def informers(self) -> list[Informer[Any]]:
         found: list[Informer[Any]] = [self.sidecarsets, self.namespaces, self.revisions]
+        found.extend(self.configmaps)
         if self.pods is not None:
             found.append(self.pods)
         return found
@@ -280,12 +308,12 @@ class Operator:
             sidecarsets=self.sidecarsets.store,
             namespaces=self.namespaces.store,
             revisions=self.revisions.store,
-            client=self.client,
+            client=self.admission_client,
         )
         sidecarset_admission = SidecarSetAdmission(
             sidecarsets=self.sidecarsets.store,
             revisions=self.revisions.store,
-            client=self.client,
+            configmaps=[informer.store for informer in self.configmaps],
             settings=s,
         )
         app = httpserver.webhook_app(
@@ -363,8 +391,9 @@ async def run(settings: OperatorSettings) -> None:
     except CredentialsError as unusable:
         log.error("cannot reach the API server", error=str(unusable))
         raise SystemExit(1) from None
-    async with client:
-        operator = Operator(settings, client)
+    admission_client = await connect(settings, limited=False)
+    async with client, admission_client:
+        operator = Operator(settings, client, admission_client)
         task = asyncio.current_task()
         assert task is not None, "run() must run inside a task"
         GracefulStop(
@@ -378,6 +407,12 @@ async def run(settings: OperatorSettings) -> None:
             log.error("permission denied; check the operator's RBAC", error=str(refused))
             raise SystemExit(1) from None
         except BaseExceptionGroup as group:
+            if group.subgroup(LeadershipLost) is not None:
+                log.error(
+                    "leadership lost; exiting so the process restarts with cold caches",
+                    lease=settings.lease_name,
+                )
+                raise SystemExit(1) from None
             forbidden = group.subgroup(errors.Forbidden)
             if forbidden is None:
                 raise

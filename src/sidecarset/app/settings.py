@@ -68,8 +68,11 @@ class OperatorSettings:
     """Administrator policy: allow SidecarSets that inject privileged containers, host
     namespaces, added capabilities or hostPath volumes."""
     allowed_patch_annotations: tuple[str, ...] = ()
-    """Anchored regexes of pod annotation keys `patchPodMetadata` may write (besides the
-    whitelist ConfigMap)."""
+    """Regexes of pod annotation keys `patchPodMetadata` may write (besides the whitelist
+    ConfigMaps), matched like the ConfigMap's rules."""
+    whitelist_full_match: bool = False
+    """Opt-in: whitelist patterns must match the whole annotation key. Off by default, because
+    Kruise matches a pattern anywhere in the key and its whitelists must keep working."""
     failing_after: float = 300.0
     """Seconds an updated pod may stay unavailable before the rollout is reported Stalled
     (UpdatedPodsFailing): room for an image pull and a slow readiness probe."""

@@ -3,13 +3,15 @@
 Defaulting fills the defaults (behaviour.md §1.7) and (re)computes the two hash annotations, so pods
 injected by Kruise are recognised as up to date. Validation returns every problem at once, each
 naming its field, plus warnings for edits that are allowed but will not reach running pods.
-Peers (for conflicts) and revisions (for pinned injection) come from the synced stores.
 Both served versions are handled the same way: the object is converted to the internal form,
 defaulted or validated there, and a defaulting patch is computed in the version it came in.
+Peers (for conflicts), revisions (for pinned injection) and the whitelist ConfigMaps come from
+the synced stores: answering never waits on an API call.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -21,11 +23,13 @@ from sidecarset.core import conversion, defaults, model, validation
 from sidecarset.core.errors import ModelError
 from sidecarset.core.injection import RevisionLookupFailed
 from sidecarset.shell import admission
-from sidecarset.shell.kube import errors
-from sidecarset.shell.kube.client import KubeClient, resource_path
 from sidecarset.shell.store import Store
 
-CONFIG_MAP = "sidecarset-configuration"
+KRUISE_CONFIG_MAP = "kruise-configuration"
+"""Kruise's own ConfigMap: an existing Kruise whitelist keeps working unchanged."""
+OWN_CONFIG_MAP = "sidecarset-configuration"
+"""The name this operator read before it read Kruise's; still read, so nothing breaks."""
+CONFIG_MAPS = (KRUISE_CONFIG_MAP, OWN_CONFIG_MAP)
 WHITELIST_KEY = "SidecarSet_PatchPodMetadata_WhiteList"
 
 
@@ -71,17 +75,21 @@ class SidecarSetAdmission:
         *,
         sidecarsets: Store[SidecarSetEntry],
         revisions: Store[dict[str, Any]],
-        client: KubeClient | None,
+        configmaps: Sequence[Store[dict[str, Any]]] = (),
         settings: OperatorSettings,
     ) -> None:
+        """`configmaps`: synced stores holding the whitelist ConfigMaps (`CONFIG_MAPS`) of the
+        operator's namespace, if they exist."""
         self._sidecarsets = sidecarsets
         self._revisions = revisions
-        self._client = client
+        self._configmaps = configmaps
         self._settings = settings
 
-    async def policy(self) -> validation.ValidationPolicy:
-        """The administrator policy: operator flags plus the patchPodMetadata whitelist read
-        from ConfigMap `sidecarset-configuration` (Kruise's key, so its rules carry over)."""
+    def policy(self) -> validation.ValidationPolicy:
+        """The administrator policy: operator flags plus the patchPodMetadata whitelist, the
+        rules of key `SidecarSet_PatchPodMetadata_WhiteList` in ConfigMaps
+        `kruise-configuration` (Kruise's) and `sidecarset-configuration`, both in the
+        operator's namespace; rules from both apply."""
         s = self._settings
         rules: list[validation.WhitelistRule] = []
         if s.allowed_patch_annotations:
@@ -90,23 +98,22 @@ class SidecarSetAdmission:
                     allowed_annotation_key_exprs=tuple(s.allowed_patch_annotations)
                 )
             )
-        if self._client is not None:
-            cm: dict[str, Any]
-            try:
-                cm = await self._client.get(
-                    resource_path("v1", "configmaps", namespace=s.namespace, name=CONFIG_MAP)
-                )
-            except errors.NotFound:
-                cm = {}
+        read: list[str] = []
+        for cm in self._whitelist_configmaps():
             raw = (cm.get("data") or {}).get(WHITELIST_KEY)
-            if raw:
-                try:
-                    rules.extend(msgspec.json.decode(raw, type=_Whitelist).rules)
-                except msgspec.DecodeError as err:
-                    raise PolicyUnreadable(
-                        f"ConfigMap {s.namespace}/{CONFIG_MAP} key "
-                        f"{WHITELIST_KEY} is not valid: {err}"
-                    ) from None
+            if not isinstance(raw, str) or not raw:
+                continue
+            where = f"ConfigMap {s.namespace}/{_name(cm)}"
+            read.append(where)
+            try:
+                rules.extend(msgspec.json.decode(raw, type=_Whitelist).rules)
+            except msgspec.DecodeError as err:
+                raise PolicyUnreadable(f"{where} key {WHITELIST_KEY} is not valid: {err}") from None
+        if read:
+            source = " and ".join(read) + f", key {WHITELIST_KEY}"
+        else:
+            looked = " or ".join(f"{s.namespace}/{name}" for name in CONFIG_MAPS)
+            source = f"ConfigMap {looked}, key {WHITELIST_KEY}"
         return validation.ValidationPolicy(
             allow_privileged=s.allow_privileged_sidecars,
             allow_privilege_escalation=s.allow_privileged_sidecars,
@@ -115,7 +122,15 @@ class SidecarSetAdmission:
             allow_host_ports=s.allow_privileged_sidecars,
             allow_unconfined=s.allow_privileged_sidecars,
             patch_metadata_whitelist=tuple(rules) if rules else None,
+            whitelist_source=source,
+            whitelist_full_match=s.whitelist_full_match,
         )
+
+    def _whitelist_configmaps(self) -> list[dict[str, Any]]:
+        """The whitelist ConfigMaps held, Kruise's first."""
+        found = [cm for store in self._configmaps for cm in store.values()]
+        wanted = [cm for cm in found if _name(cm) in CONFIG_MAPS]
+        return sorted(wanted, key=lambda cm: CONFIG_MAPS.index(_name(cm)))
 
     async def mutate(self, request: admission.AdmissionRequest) -> admission.AdmissionResponse:
         if request.object is None or request.operation not in ("CREATE", "UPDATE"):
@@ -151,7 +166,7 @@ class SidecarSetAdmission:
             if entry.sidecarset is not None and entry.name != name
         ]
         try:
-            policy = await self.policy()
+            policy = self.policy()
         except PolicyUnreadable as err:
             return admission.invalid(str(err))
         result = validation.validate(

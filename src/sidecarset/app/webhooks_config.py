@@ -13,8 +13,10 @@
   a pod creation can hang when the operator is unreachable (the apiserver's default is 10).
 - SidecarSet defaulting and validation: `failurePolicy: Fail`, because an unvalidated SidecarSet
   can break every pod it selects.
-- `reinvocationPolicy: IfNeeded` on pods: if a later mutating webhook adds a container or
-  volume, we run again so shared volume mounts and transferred env see the final pod.
+- `reinvocationPolicy: Never` on pods: a second call would change nothing, because a pod that
+  carries our injection record is never injected again. So shared volume mounts and transferred
+  env see the containers present when we are called; a container another mutating webhook adds
+  after us gets neither (docs/troubleshooting.md).
 
 - SidecarSet admission covers both served versions (v1alpha1, v1beta1), so a request reaches us
   in the version it was made in, never through a conversion.
@@ -43,6 +45,7 @@ SIDECARSET_CONVERT_PATH = "/convert-apps-kruise-io-sidecarset"
 SIDECARSET_CRD = "sidecarsets.apps.kruise.io"
 SIDECARSET_VERSIONS = ["v1alpha1", "v1beta1"]
 OPT_OUT_LABEL = "sidecarset.kruise.io/inject"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 ALWAYS_EXCLUDED_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 CRITICAL_PRIORITY_CLASSES = ("system-node-critical", "system-cluster-critical")
 SKIP_CRITICAL_CONDITION = {
@@ -100,7 +103,7 @@ def mutating_configuration(
     namespace_selector = {
         "matchExpressions": [
             {
-                "key": "kubernetes.io/metadata.name",
+                "key": NAMESPACE_NAME_LABEL,
                 "operator": "NotIn",
                 "values": excluded_namespaces(operator_namespace, extra_excluded),
             }
@@ -128,7 +131,7 @@ def mutating_configuration(
                 "admissionReviewVersions": ["v1"],
                 "timeoutSeconds": TIMEOUT_SECONDS,
                 "matchPolicy": "Equivalent",
-                "reinvocationPolicy": "IfNeeded",
+                "reinvocationPolicy": "Never",
                 "namespaceSelector": namespace_selector,
                 "objectSelector": {
                     "matchExpressions": [

@@ -94,6 +94,12 @@ class Writer:
         self._events_sent: dict[tuple[str, str], str] = {}
         self._status_written: dict[str, float] = {}  # SidecarSet -> monotonic time of last write
 
+    def forget(self, sidecarset: str) -> None:
+        """Drop what is kept about a deleted SidecarSet (sent events, last status write)."""
+        for key in [k for k in self._events_sent if k[0] == sidecarset]:
+            del self._events_sent[key]
+        self._status_written.pop(sidecarset, None)
+
     # -- pods -------------------------------------------------------------------------------
 
     def pending(self) -> set[PodKey]:

@@ -7,12 +7,15 @@ import json
 import os
 import re
 import shlex
+import socket
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
+from sidecarset.app.webhooks_config import MUTATING_NAME, VALIDATING_NAME
 from sidecarset.cli.errors import CliError
 from sidecarset.devcluster import binaries
 from sidecarset.devcluster.binaries import Binaries, BinariesMissing
@@ -121,8 +124,77 @@ def up(
         raise CliError("interrupted; stopped what this command had started", code=130) from None
     if running and all(c in running for c in [c.name for c in extra]):
         typer.echo("already running", err=True)
+    if no_operator:
+        for line in asyncio.run(remove_dead_webhooks(plane)):
+            typer.echo(line, err=True)
     typer.echo(f"cluster ready: {plane.server} (state in {plane.workdir})", err=True)
     typer.echo('use it with: eval "$(sidecarset cluster env)"', err=True)
+
+
+WEBHOOK_CONFIGURATIONS = (
+    ("mutatingwebhookconfigurations", MUTATING_NAME),
+    ("validatingwebhookconfigurations", VALIDATING_NAME),
+)
+
+
+async def remove_dead_webhooks(plane: ControlPlane) -> list[str]:
+    """Delete the operator's webhook configurations when nothing answers at their URLs.
+
+    An operator that ran in this cluster directory before leaves them registered with
+    `failurePolicy: Fail`; without an operator, every pod creation would then be refused with
+    a connection error about a dead port. A configuration whose URL answers belongs to an
+    operator that is running (started by hand) and is kept. Returns what to tell the user.
+    """
+    from sidecarset.shell.kube import errors
+    from sidecarset.shell.kube.client import KubeClient, resource_path
+
+    said: list[str] = []
+    client = await KubeClient.from_kubeconfig(str(plane.kubeconfig))
+    async with client:
+        for plural, name in WEBHOOK_CONFIGURATIONS:
+            path = resource_path("admissionregistration.k8s.io/v1", plural, name=name)
+            try:
+                found = await client.get(path)
+            except errors.NotFound:
+                continue
+            urls = _webhook_urls(found)
+            if not urls:
+                said.append(f"kept {plural}/{name}: it calls a Service, not a local URL")
+                continue
+            dead = [url for url in urls if not _answers(url)]
+            if not dead:
+                said.append(f"kept {plural}/{name}: an operator answers at its URL")
+                continue
+            try:
+                await client.delete(path)
+            except errors.NotFound:
+                continue
+            said.append(
+                f"removed {plural}/{name} left by an earlier operator (nothing listens at "
+                f"{dead[0]}; with failurePolicy Fail it refused every pod creation); "
+                "the operator registers it again when it starts"
+            )
+    if not said:
+        said.append("no webhook configurations registered: pods are created without injection")
+    return said
+
+
+def _webhook_urls(configuration: dict[str, Any]) -> list[str]:
+    return [
+        str(hook["clientConfig"]["url"])
+        for hook in configuration.get("webhooks") or []
+        if (hook.get("clientConfig") or {}).get("url")
+    ]
+
+
+def _answers(url: str) -> bool:
+    """Something accepts TCP connections at the URL's host and port (one second to answer)."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 443), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 @app.command()

@@ -118,6 +118,13 @@ def run(
             "before it closes (default: 10; 0 with --local). A second signal stops at once.",
         ),
     ] = None,
+    whitelist_full_match: Annotated[
+        bool,
+        typer.Option(
+            help="patchPodMetadata whitelist patterns must match the whole annotation key "
+            "(default: anywhere in the key, as Kruise matches)."
+        ),
+    ] = False,
     ready_file: Annotated[
         Path | None, typer.Option(help="Created once the operator is ready (for scripts).")
     ] = None,
@@ -161,6 +168,7 @@ def run(
         ready_file=ready_file,
         log_level=log_level,
         failing_after=failing_after,
+        whitelist_full_match=whitelist_full_match,
     )
     with asyncio.Runner(loop_factory=_loop_factory()) as loop_runner:
         loop_runner.run(runner.run(settings))

@@ -1,18 +1,18 @@
 """`sidecarset plan NAME`: what the controller's next round would do, and why for every pod.
 
-Fetches the SidecarSet, every pod (paginated) and its revisions, scopes the pods with the
-reconciler's own `pods_for` and `missed_injection`, and runs `rollout.plan_round` and
-`status.compute_status` as a round does. The output keeps the plan's reasons unchanged: the pods
-the round updates (in update order, with their image changes), the hold reason of every other
-matched pod, the budget arithmetic, and the pods the selector matches that never got the
-sidecars. Read-only: nothing is written.
+Fetches the SidecarSet, every pod (paginated), the namespaces, its revisions and the namespaces
+the pod webhook never sees, and runs the controller's own round decision on them
+(`round_decision.decide_round`: scope, revision, plan, missed injections, status). The output
+keeps the plan's reasons unchanged: the pods the round updates (in update order, with their
+image changes), the hold reason of every other matched pod, the budget arithmetic, and the pods
+the selector matches that never got the sidecars. Read-only: nothing is written.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -20,9 +20,8 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
-from sidecarset.app.projections import NamespaceMeta, NamespaceView, SidecarSetEntry
-from sidecarset.app.reconciler import SidecarSetReconciler, revision_records
-from sidecarset.app.writer import Writer
+from sidecarset.app import webhooks_config
+from sidecarset.app.reconciler import revision_records
 from sidecarset.cli import render
 from sidecarset.cli.connection import CONTROLLER_REVISIONS, Cluster, connect
 from sidecarset.cli.errors import CliError
@@ -37,14 +36,13 @@ from sidecarset.cli.options import (
     resolve,
 )
 from sidecarset.cli.status import summary
-from sidecarset.core import model, revisions, rollout, selectors, status, wire
+from sidecarset.core import model, rollout, round_decision, selectors, status, wire
 from sidecarset.core.errors import ModelError
 from sidecarset.core.model import IntOrString, LabelSelector
 from sidecarset.core.podview import PodKey, PodView
 from sidecarset.core.rollout import Hold
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import resource_path
-from sidecarset.shell.store import Store
 
 UPDATE = "update"
 
@@ -70,17 +68,6 @@ _EXAMPLES = 5
 
 
 # --- what is explained ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The pods a round sees, the controller's missed injections, and the other active pods
-    the selector matches in scope that lack this SidecarSet (opted out, or injected with
-    other SidecarSets only)."""
-
-    pods: Sequence[PodView]
-    missed: Sequence[PodView] = ()
-    uninjected: Sequence[PodView] = ()
 
 
 @dataclass(frozen=True)
@@ -134,34 +121,41 @@ class Explanation:
 
 def explain(
     sidecarset: model.SidecarSet,
-    pods_in_scope: Scope,
+    pods: Sequence[PodView],
     revision_objects: Sequence[dict[str, Any]],
     now: datetime,
     *,
+    namespace_labels: Mapping[str, Mapping[str, str]] | None = None,
+    excluded_namespaces: Collection[str] = (),
+    skipped_priority_classes: Collection[str] = (),
     warnings: Sequence[str] = (),
     failing_after: timedelta = status.DEFAULT_FAILING_AFTER,
 ) -> Explanation:
-    """Plan the next round as the reconciler does and explain every pod's part in it.
+    """Decide the next round as the controller does and explain every pod's part in it.
 
-    The controller also holds pods with a write of its own not yet visible (`inFlight`); an
-    outside observer cannot know them, so this plan assumes there are none.
+    `pods`: every pod of the cluster; `namespace_labels`: each namespace's labels (needed only
+    for a namespaceSelector); `excluded_namespaces`: where the pod webhook is never called. The
+    controller also holds pods with a write of its own not yet visible (`inFlight`); an outside
+    observer cannot know them, so this plan assumes there are none.
     """
     ss = sidecarset
-    records = revision_records(ss.name, revision_objects)
-    decision = revisions.decide_revision(
-        ss, records, collision_count=ss.status.collision_count or 0
-    )
-    pods = pods_in_scope.pods
-    plan = rollout.plan_round(ss, pods, now, latest_revision=decision.name)
-    computed = status.compute_status(
+    labels = namespace_labels or {}
+    injected = [p for p in pods if ss.name in wire.read_injected_list(p.annotations)]
+    uninjected = [p for p in pods if not wire.read_injected_list(p.annotations)]
+    decision = round_decision.decide_round(
         ss,
-        plan,
-        latest_revision=decision.name,
-        collision_count=decision.collision_count,
+        injected=injected,
+        uninjected=uninjected,
+        namespace_labels=labels.get,
+        revision_records=revision_records(ss.name, revision_objects),
         now=now,
-        previous_conditions=ss.status.conditions,
+        excluded_namespaces=excluded_namespaces,
+        skipped_priority_classes=skipped_priority_classes,
         failing_after=failing_after,
     )
+    plan = decision.plan
+    computed = decision.status
+    scoped = decision.pods
     state, message = summary(msgspec.to_builtins(computed.conditions))
     by_key = {key: pod for key, pod, _ in plan.matched}
 
@@ -192,14 +186,19 @@ def explain(
 
     counted = by_key.keys()
     not_counted = tuple(
-        _not_counted(pod) for pod in sorted(pods, key=lambda p: p.key) if pod.key not in counted
+        _not_counted(pod) for pod in sorted(scoped, key=lambda p: p.key) if pod.key not in counted
     )
-    missed = [PodNote(pod.key, NOT_INJECTED, _missed_detail()) for pod in pods_in_scope.missed]
-    missed += [_uninjected(pod, ss.name) for pod in pods_in_scope.uninjected]
+    missed = [PodNote(pod.key, NOT_INJECTED, _missed_detail()) for pod in decision.missed]
+    seen = {p.key for p in scoped} | {p.key for p in decision.missed}
+    missed += [
+        _uninjected(pod, ss.name)
+        for pod in _selected_without_this(ss, pods, labels, excluded_namespaces)
+        if pod.key not in seen
+    ]
     return Explanation(
         name=ss.name,
         generation=ss.metadata.generation,
-        revision=decision.name,
+        revision=decision.revision.name,
         strategy=ss.spec.update_strategy,
         budget=plan.budget,
         decisions=tuple(decisions),
@@ -212,10 +211,15 @@ def explain(
 
 
 def _update_detail(update: rollout.PodUpdate) -> str:
+    repair = f"; rewrites its unreadable {', '.join(update.repairs)}" if update.repairs else ""
     if not update.images:
-        return "records the current revision (no image changes, no restarts)"
-    return "; ".join(
-        f"{c.container}: {c.previous} -> {_new_image(c.previous, c.image)}" for c in update.images
+        return "records the current revision (no image changes, no restarts)" + repair
+    return (
+        "; ".join(
+            f"{c.container}: {c.previous} -> {_new_image(c.previous, c.image)}"
+            for c in update.images
+        )
+        + repair
     )
 
 
@@ -492,68 +496,60 @@ def to_dict(expl: Explanation) -> dict[str, Any]:
 
 
 def _injected_names(pod: PodView) -> list[str]:
-    raw = pod.annotations.get(wire.INJECTED_LIST_ANNOTATION, "")
-    return sorted(name for name in raw.split(",") if name)
+    return sorted(wire.read_injected_list(pod.annotations))
 
 
-def _uninjected_index(pod: PodView) -> list[str]:
-    return [] if _injected_names(pod) else ["true"]
-
-
-async def scope_pods(
+def _selected_without_this(
     sidecarset: model.SidecarSet,
     pods: Sequence[PodView],
-    namespace_labels: Mapping[str, Mapping[str, str]],
-    cluster: Cluster,
-) -> Scope:
-    """Scope pods with the reconciler itself, on stores holding the listed objects (indexed
-    as the controller indexes them), so `plan` and the controller cannot disagree."""
-    pod_store: Store[PodView] = Store("pods")
-    pod_store.add_index("injected", _injected_names)
-    pod_store.add_index("uninjected", _uninjected_index)
-    await pod_store.replace({f"{p.namespace}/{p.name}": p for p in pods})
-    namespaces: Store[NamespaceView] = Store("namespaces")
-    await namespaces.replace(
-        {
-            name: NamespaceView(metadata=NamespaceMeta(name=name, labels=dict(labels)))
-            for name, labels in namespace_labels.items()
-        }
-    )
-    reconciler = SidecarSetReconciler(
-        sidecarsets=Store[SidecarSetEntry]("sidecarsets"),
-        pods=pod_store,
-        namespaces=namespaces,
-        revision_store=Store[dict[str, Any]]("revisions"),
-        writer=Writer(cluster.client, pod_store, namespace=""),  # never used: plan writes nothing
-    )
-    scoped = reconciler.pods_for(sidecarset)
-    missed = reconciler.missed_injection(sidecarset)
+    labels: Mapping[str, Mapping[str, str]],
+    excluded: Collection[str],
+) -> list[PodView]:
+    """Active pods the selector matches in scope that lack this SidecarSet (opted out, or
+    injected with other SidecarSets only); not missed injections, but worth showing."""
     selector = sidecarset.spec.selector
-    seen = {p.key for p in scoped} | {p.key for p in missed}
-    uninjected = [
+    if selector is None or selector.is_empty:
+        return []
+    return [
         pod
         for pod in pods
-        if pod.key not in seen
-        and pod.is_active
-        and selector is not None
-        and not selector.is_empty
-        and sidecarset.name not in _injected_names(pod)
+        if pod.is_active
+        and pod.namespace not in excluded
+        and sidecarset.name not in wire.read_injected_list(pod.annotations)
         and selectors.matches_or_false(selector, pod.labels)
-        and _in_scope(sidecarset, pod.namespace, namespace_labels)
+        and round_decision.namespace_in_scope(sidecarset, pod.namespace, labels.get(pod.namespace))
     ]
-    return Scope(pods=scoped, missed=missed, uninjected=uninjected)
 
 
-def _in_scope(
-    sidecarset: model.SidecarSet, namespace: str, labels: Mapping[str, Mapping[str, str]]
-) -> bool:
-    """The reconciler's namespace scope (`spec.namespace`, `namespaceSelector`)."""
-    spec = sidecarset.spec
-    if spec.namespace and spec.namespace != namespace:
-        return False
-    if spec.namespace_selector is None:
-        return True
-    return selectors.matches_or_false(spec.namespace_selector, labels.get(namespace, {}))
+async def webhook_scope(
+    cluster: Cluster, operator_namespace: str
+) -> tuple[list[str], tuple[str, ...]]:
+    """What the registered pod webhook is never called for, as the controller skips it: the
+    namespaces its namespaceSelector excludes, and the priority classes its match condition
+    skips. The operator's defaults when it cannot be read."""
+    path = resource_path(
+        "admissionregistration.k8s.io/v1",
+        "mutatingwebhookconfigurations",
+        name=webhooks_config.MUTATING_NAME,
+    )
+    defaults = webhooks_config.excluded_namespaces(operator_namespace)
+    try:
+        found = await cluster.client.get(path)
+    except errors.ApiError:
+        return defaults, webhooks_config.CRITICAL_PRIORITY_CLASSES
+    excluded: set[str] = set()
+    skipped: tuple[str, ...] = ()
+    for hook in found.get("webhooks") or []:
+        for requirement in (hook.get("namespaceSelector") or {}).get("matchExpressions") or []:
+            if (
+                requirement.get("key") == webhooks_config.NAMESPACE_NAME_LABEL
+                and requirement.get("operator") == "NotIn"
+            ):
+                excluded.update(str(v) for v in requirement.get("values") or [])
+        conditions = [c.get("name") for c in hook.get("matchConditions") or []]
+        if webhooks_config.SKIP_CRITICAL_CONDITION["name"] in conditions:
+            skipped = webhooks_config.CRITICAL_PRIORITY_CLASSES
+    return sorted(excluded) or defaults, skipped
 
 
 async def _revisions(
@@ -597,12 +593,15 @@ async def gather_and_explain(
     pods = await cluster.pods()
     labels = await _namespace_labels(cluster) if sidecarset.spec.namespace_selector else {}
     stored, warnings = await _revisions(cluster, name, operator_namespace)
-    scoped = await scope_pods(sidecarset, pods, labels, cluster)
+    excluded, skipped = await webhook_scope(cluster, operator_namespace)
     return explain(
         sidecarset,
-        scoped,
+        pods,
         stored,
         datetime.now(UTC),
+        namespace_labels=labels,
+        excluded_namespaces=excluded,
+        skipped_priority_classes=skipped,
         warnings=warnings,
         failing_after=failing_after,
     )

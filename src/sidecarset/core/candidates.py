@@ -161,9 +161,11 @@ def classify(sidecarset: SidecarSet, pod: PodView) -> PodState:
     """Judge a matched pod (see `is_matched`) against the SidecarSet; total for any pod.
 
     Order of judgement (behaviour.md §7.2): updated, then not upgradable (hash-without-image
-    differs, a hash annotation is malformed, a native sidecar is missing), then in flight (a sidecar
+    differs or cannot be read, a native sidecar is missing), then in flight (a sidecar
     container is Ready but not yet consistent with its spec), else candidate. A not-ready or
-    crash-looping sidecar is still a candidate: that is how a bad image gets replaced.
+    crash-looping sidecar is still a candidate: that is how a bad image gets replaced. A pod
+    whose `kruise.io/sidecarset-hash` cannot be read is not updated, as in Kruise, and its update
+    rewrites the annotation (`rollout.PodUpdate.repairs`).
     """
     verdicts = _verdicts(sidecarset, pod)
     consistent = len(pod.spec.containers) == len(pod.status.container_statuses) and all(
@@ -175,11 +177,12 @@ def classify(sidecarset: SidecarSet, pod: PodView) -> PodState:
         kind=PodStateKind.CANDIDATE, consistent=consistent, ready=ready, hot_upgrade_pending=pending
     )
     try:
-        if is_updated(sidecarset, pod):
-            return msgspec.structs.replace(judged, kind=PodStateKind.UPDATED)
-    except wire.MalformedAnnotation as exc:
-        malformed = Blocker(field=exc.error.path, message=exc.error.detail)
-        return msgspec.structs.replace(judged, kind=PodStateKind.NOT_UPGRADABLE, blocker=malformed)
+        updated = is_updated(sidecarset, pod)
+    except wire.MalformedAnnotation:
+        # As Kruise: an unreadable hash annotation means "not updated"; the update rewrites it.
+        updated = False
+    if updated:
+        return msgspec.structs.replace(judged, kind=PodStateKind.UPDATED)
 
     blocker = _upgrade_blocker(sidecarset, pod)
     if blocker is not None:

@@ -190,8 +190,10 @@ def default_container(body: Mapping[str, object], *, inject_policy: PodInjectPol
             if isinstance(handler, dict):
                 _default_http_get(handler.get("httpGet"))
     policy = container.get("resourcesPolicy")
-    if isinstance(policy, dict) and policy.get("targetContainersNameRegex") is None:
-        # A CRD schema default: the API server fills it before any webhook sees the object.
+    if isinstance(policy, dict) and policy.get("targetContainersNameRegex") in (None, ""):
+        # A CRD schema default: the API server fills it when absent. Kruise's webhook drops an
+        # empty value (Go `omitempty`) and the API server then defaults it, so "" is stored as
+        # `.*` there too; a manifest written for Kruise must not be refused here.
         policy["targetContainersNameRegex"] = ".*"
     return container
 

@@ -170,6 +170,10 @@ class Injection(msgspec.Struct, frozen=True, kw_only=True):
     init_containers: tuple[InjectedContainer, ...] = ()
     volumes: tuple[JsonObject, ...] = ()
     image_pull_secrets: tuple[str, ...] = ()
+    """Pull-secret names appended after the pod's own."""
+    duplicate_pull_secrets: tuple[int, ...] = ()
+    """Indexes (ascending) of the pod's own pull secrets that repeat an earlier name: removed,
+    because Kruise merges the pod's and the SidecarSets' secrets as one set of names."""
     annotations: Mapping[str, str] = {}
     overwritten_annotations: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -182,6 +186,7 @@ class Injection(msgspec.Struct, frozen=True, kw_only=True):
             or self.init_containers
             or self.volumes
             or self.image_pull_secrets
+            or self.duplicate_pull_secrets
             or self.annotations
         )
 
@@ -862,22 +867,32 @@ def _select(
 
 def _volumes_and_secrets(
     pending: Sequence[SidecarSet], built: Mapping[str, _Built], spec: Mapping[str, object]
-) -> tuple[tuple[JsonObject, ...], tuple[str, ...]]:
-    """Volumes and pull-secret names to append: the pod's own win, then the first SidecarSet."""
+) -> tuple[tuple[JsonObject, ...], tuple[str, ...], tuple[int, ...]]:
+    """Volumes and pull-secret names to append (the pod's own win, then the first SidecarSet),
+    and the indexes of the pod's repeated pull secrets. Pull secrets become one set of names,
+    the pod's first in their order, as Kruise merges them."""
     volumes: list[JsonObject] = []
     volume_names = {_name(v) for v in _objects(spec.get("volumes"))}
     secrets: list[str] = []
-    secret_names = {_name(s) for s in _objects(spec.get("imagePullSecrets"))}
+    secret_names: set[str] = set()
+    duplicates: list[int] = []
+    own = spec.get("imagePullSecrets")
+    for index, secret in enumerate(own if isinstance(own, list) else []):
+        if not isinstance(secret, Mapping):
+            continue
+        if _name(secret) in secret_names:
+            duplicates.append(index)
+        secret_names.add(_name(secret))
     for sidecarset in pending:
         for volume in built[sidecarset.name].volumes:
             if _name(volume) not in volume_names:
                 volumes.append(volume)
                 volume_names.add(_name(volume))
-        for secret in sidecarset.spec.image_pull_secrets:
-            if secret.name and secret.name not in secret_names:
-                secrets.append(secret.name)
-                secret_names.add(secret.name)
-    return tuple(volumes), tuple(secrets)
+        for pull in sidecarset.spec.image_pull_secrets:
+            if pull.name and pull.name not in secret_names:
+                secrets.append(pull.name)
+                secret_names.add(pull.name)
+    return tuple(volumes), tuple(secrets), tuple(duplicates)
 
 
 def inject(
@@ -967,8 +982,9 @@ def inject(
     )
     volumes: tuple[JsonObject, ...] = ()
     secrets: tuple[str, ...] = ()
+    duplicate_secrets: tuple[int, ...] = ()
     if injected:
-        volumes, secrets = _volumes_and_secrets(pending, built, spec)
+        volumes, secrets, duplicate_secrets = _volumes_and_secrets(pending, built, spec)
         _bookkeeping(
             final,
             annotations,
@@ -992,6 +1008,7 @@ def inject(
         init_containers=init_containers,
         volumes=volumes,
         image_pull_secrets=secrets,
+        duplicate_pull_secrets=duplicate_secrets,
         annotations=changes,
         overwritten_annotations=tuple(sorted(k for k in changes if k in annotations)),
         warnings=tuple(warnings),
@@ -1088,9 +1105,11 @@ def apply_injection(pod: Mapping[str, object], injection: Injection) -> dict[str
             current = spec.get("volumes")
             existing = list(current) if isinstance(current, list) else []
             spec["volumes"] = existing + copy.deepcopy(list(injection.volumes))
-        if injection.image_pull_secrets:
+        if injection.image_pull_secrets or injection.duplicate_pull_secrets:
             current = spec.get("imagePullSecrets")
             existing = list(current) if isinstance(current, list) else []
+            dropped = set(injection.duplicate_pull_secrets)
+            existing = [s for i, s in enumerate(existing) if i not in dropped]
             spec["imagePullSecrets"] = existing + [
                 {"name": n} for n in injection.image_pull_secrets
             ]

@@ -370,7 +370,7 @@ class SidecarSetInjectionStrategy(msgspec.Struct, frozen=True, kw_only=True, ren
 class SidecarSetPatchPodMetadata(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     annotations: dict[str, str] = {}
     """Annotation keys and values to set; keys must match the administrator's whitelist
-    (anchored regexes)."""
+    (regexes matched anywhere in the key, as Kruise does)."""
     patch_policy: str = ""
     """`Retain` (default: only if absent), `Overwrite`, or `MergePatchJson` (RFC 7386 merge
     into a JSON value)."""
@@ -399,7 +399,8 @@ class SidecarSetSpec(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     injection_strategy: SidecarSetInjectionStrategy = SidecarSetInjectionStrategy()
     """Which version new pods get, or no injection at all."""
     image_pull_secrets: tuple[LocalObjectReference, ...] = ()
-    """Added to the pod's pull secrets at injection (no duplicates)."""
+    """Merged with the pod's pull secrets at injection as one set of names, the pod's first
+    (as Kruise merges them: a name the pod repeats is kept once)."""
     revision_history_limit: int | None = None
     """ControllerRevisions kept per SidecarSet (default 10, at least 1)."""
     patch_pod_metadata: tuple[SidecarSetPatchPodMetadata, ...] = ()

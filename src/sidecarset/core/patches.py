@@ -1,10 +1,11 @@
 """RFC 6902 JSON patches for the pod webhook, built directly from an `Injection`.
 
-The operations only `add` and `replace`, never remove: containers and init containers are inserted
-at their final index (or replace the same-named container in place), volumes and pull secrets are
-appended, annotations set one by one. Missing arrays and maps are created by one `add` of the
-whole value. Applying `for_injection(injection)` to the pod `injection` was computed for gives
-exactly `injection.apply_injection(pod, injection)`.
+The operations `add` and `replace`: containers and init containers are inserted at their final
+index (or replace the same-named container in place), volumes and pull secrets are appended,
+annotations set one by one. The one `remove` drops a pull secret that repeats an earlier name of
+the pod's own (Kruise merges pull secrets as a set). Missing arrays and maps are created by one
+`add` of the whole value. Applying `for_injection(injection)` to the pod `injection` was computed
+for gives exactly `injection.apply_injection(pod, injection)`.
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ def for_injection(injection: Injection) -> list[JsonPatchOp]:
     spec_ops += _container_ops("/spec/containers", shape.containers, injection.containers)
     spec_ops += _append_ops("/spec/volumes", shape.volumes, injection.volumes)
     secrets: list[JsonObject] = [{"name": name} for name in injection.image_pull_secrets]
+    # Repeated names go first, from the highest index, so each index is still the pod's own.
+    spec_ops += [
+        {"op": "remove", "path": f"/spec/imagePullSecrets/{index}"}
+        for index in sorted(injection.duplicate_pull_secrets, reverse=True)
+    ]
     spec_ops += _append_ops("/spec/imagePullSecrets", shape.image_pull_secrets, secrets)
     ops: list[JsonPatchOp] = []
     if spec_ops and not shape.has_spec:

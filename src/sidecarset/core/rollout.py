@@ -131,6 +131,9 @@ class PodUpdate(msgspec.Struct, frozen=True, kw_only=True):
     annotations: Mapping[str, str] = {}
     condition: PodConditionUpdate | None = None
     blockers: tuple[Blocker, ...] = ()
+    repairs: tuple[str, ...] = ()
+    """Annotation keys whose unreadable value this update replaces (written afresh with only
+    this SidecarSet's entry, as Kruise does; the others record theirs again on their rounds)."""
 
 
 class Budget(msgspec.Struct, frozen=True, kw_only=True):
@@ -458,11 +461,14 @@ def pod_update(
     containers, with its revision and timestamp refreshed on every update (Kruise keeps the first
     ones forever, behaviour.md §12.16), and is left alone when no image changes; a missing
     injected-list is backfilled from the SidecarSets the hash annotation names; then
-    `patchPodMetadata` applies. A patch that cannot be applied (MergePatchJson into a non-JSON
-    value) or an unreadable annotation we must rewrite becomes a blocker instead of an exception.
+    `patchPodMetadata` applies.
+    An unreadable hash annotation is written afresh with this SidecarSet's entry (`repairs`), as
+    Kruise does. A patch that cannot be applied (MergePatchJson into a non-JSON value) or another
+    unreadable annotation we must rewrite becomes a blocker instead of an exception.
     """
     annotations = dict(pod.annotations)
     blockers: list[Blocker] = []
+    repairs: list[str] = []
     images: list[ImageChange] = []
 
     sidecars = candidates.sidecars(sidecarset)
@@ -477,7 +483,7 @@ def pod_update(
                 )
 
     revision = sidecarset.status.latest_revision if latest_revision is None else latest_revision
-    _bump_hash(sidecarset, pod, annotations, now, revision, blockers)
+    _bump_hash(sidecarset, pod, annotations, now, revision, repairs)
     _upgrade_legacy_without_image(pod, annotations, now)
     if images:
         _record_image_ids(sidecarset, pod, annotations, images, now, keep_revision=False)
@@ -492,6 +498,7 @@ def pod_update(
         annotations=_changed(pod.annotations, annotations),
         condition=upgradable_condition_update(pod, sidecarset.name, True, now),
         blockers=tuple(blockers),
+        repairs=tuple(repairs),
     )
 
 
@@ -700,13 +707,15 @@ def _bump_hash(
     annotations: dict[str, str],
     now: datetime,
     revision: str,
-    blockers: list[Blocker],
+    repairs: list[str],
 ) -> None:
     try:
         entries = wire.read_upgrade_specs(pod.annotations, wire.HASH_ANNOTATION)
-    except wire.MalformedAnnotation as exc:
-        blockers.append(Blocker(field=exc.error.path, message=exc.error.detail))
-        return
+    except wire.MalformedAnnotation:
+        # Kruise starts over from an empty map; refusing instead stalled the whole SidecarSet
+        # on one pod's bad annotation.
+        entries = {}
+        repairs.append(wire.HASH_ANNOTATION)
     stamp = _go_time(now)
     if _is_legacy(pod.annotations.get(wire.HASH_ANNOTATION, "")):
         entries = {

@@ -279,6 +279,21 @@ def _compile(
     return CompiledSelector(requirements=tuple(requirements))
 
 
+def required_label(selector: LabelSelector | None) -> tuple[str, str] | None:
+    """A `key=value` label every object the selector matches must carry (a matchLabels entry,
+    or `In` with one value); None when there is none or the selector is invalid. Lets callers
+    look candidates up by label instead of matching the selector against everything."""
+    if selector is None:
+        return None
+    compiled = compile_selector(selector)
+    if compiled is None:
+        return None
+    for requirement in compiled.requirements:
+        if requirement.operator is SelectorOperator.IN and len(requirement.values) == 1:
+            return requirement.key, next(iter(requirement.values))
+    return None
+
+
 def matches(selector: LabelSelector, labels: Mapping[str, str]) -> bool | None:
     """Kubernetes matching; None when the selector is invalid (a caller decides what that means)."""
     compiled = compile_selector(selector)

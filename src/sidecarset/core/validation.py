@@ -113,6 +113,15 @@ class ValidationPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """Unconfined seccomp or AppArmor, `procMount: Unmasked`, custom SELinux types."""
     patch_metadata_whitelist: tuple[WhitelistRule, ...] | None = None
     """The whitelist rules; None when the ConfigMap or its key is missing."""
+    whitelist_source: str = (
+        "the administrator's whitelist, key SidecarSet_PatchPodMetadata_WhiteList"
+    )
+    """Where the rules were read (or looked for), named in every refusal so the administrator
+    edits the right ConfigMap."""
+    whitelist_full_match: bool = False
+    """Opt-in strict mode: a pattern must match the whole key. Off, a pattern only has to
+    match somewhere in the key, as Kruise matches (`regexp.MatchString`), so a Kruise
+    whitelist such as `^example\\.com/` keeps admitting what Kruise admitted."""
     patch_metadata_allowed_without_whitelist: bool = False
     """Kruise's `SidecarSetPatchPodMetadataDefaultsAllowed` feature gate (off upstream)."""
 
@@ -1543,12 +1552,11 @@ def _is_json_object(text: str) -> bool:
 def _check_whitelist(
     sidecarset: SidecarSet, path: Path, policy: ValidationPolicy
 ) -> Iterator[FieldError]:
+    source = policy.whitelist_source
     if policy.patch_metadata_whitelist is None:
         if not policy.patch_metadata_allowed_without_whitelist:
             yield FieldError.forbidden(
-                path,
-                "patching pod metadata needs the administrator's whitelist"
-                " (kruise-configuration SidecarSet_PatchPodMetadata_WhiteList), which is not set",
+                path, f"patching pod metadata needs a whitelist ({source}), which is not set"
             )
         return
     patterns = list(
@@ -1557,17 +1565,25 @@ def _check_whitelist(
     if not patterns:
         if not policy.patch_metadata_allowed_without_whitelist:
             yield FieldError.forbidden(
-                path, "no whitelist rule applies to this SidecarSet's labels"
+                path, f"no whitelist rule ({source}) applies to this SidecarSet's labels"
             )
         return
     for i, patch in enumerate(sidecarset.spec.patch_pod_metadata):
         for key in patch.annotations:
-            if not any(p.fullmatch(key) for p in patterns):
+            if not any(_allows(p, key, full=policy.whitelist_full_match) for p in patterns):
                 yield FieldError.forbidden(
                     path.index(i).child("annotations").key(key),
-                    "annotation key is not allowed by the whitelist"
-                    " (patterns must match the whole key)",
+                    f"annotation key is not allowed by the whitelist ({source}"
+                    + (
+                        "; patterns must match the whole key)"
+                        if policy.whitelist_full_match
+                        else ")"
+                    ),
                 )
+
+
+def _allows(pattern: re.Pattern[str], key: str, *, full: bool) -> bool:
+    return (pattern.fullmatch(key) if full else pattern.search(key)) is not None
 
 
 def _whitelist_patterns(

@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from sidecarset.shell import workqueue
+from sidecarset.shell import metrics, workqueue
 from sidecarset.shell.clock import Clock
 from sidecarset.shell.kube import errors
 from sidecarset.shell.store import Event, Store
@@ -47,7 +47,8 @@ class Terminal(Exception):
 
 @dataclass
 class ControllerStats:
-    """Counters for metrics (`sidecarset_reconcile_*_total`); only ever increase."""
+    """Outcome counters of this controller, for tests and benchmarks; only ever increase. Of
+    these, only the failures are exported (`sidecarset_reconcile_errors_total{kind}`)."""
 
     reconciles: int = 0
     succeeded: int = 0
@@ -147,14 +148,17 @@ class Controller(Generic[K]):
                 self._queue.add_after(key, float(delay or 0.0))
             case errors.Conflict():
                 self.stats.conflicts += 1
+                metrics.RECONCILE_ERRORS.labels(kind="conflict").inc()
                 log.debug("reconcile conflict, retrying", error=str(outcome))
                 self._queue.add(key)
             case Terminal():
                 self.stats.terminal += 1
+                metrics.RECONCILE_ERRORS.labels(kind="terminal").inc()
                 log.error("reconcile failed, not retrying", error=str(outcome))
                 self._queue.forget(key)
             case _:
                 self.stats.errors += 1
+                metrics.RECONCILE_ERRORS.labels(kind="error").inc()
                 log.error(
                     "reconcile failed, retrying",
                     exc_info=outcome,

@@ -255,7 +255,8 @@ def retry_after(failure: BaseException | None) -> float:
 
 @dataclass
 class InformerStats:
-    """Counters for metrics (`sidecarset_informer_*_total`); only ever increase."""
+    """Counters of this informer, for tests and benchmarks; only ever increase. Of these, only
+    the relists are exported (`sidecarset_informer_relists_total{resource}`)."""
 
     lists: int = 0
     """Full lists, the first included."""

@@ -62,7 +62,8 @@ def micro_time(moment: datetime) -> str:
 
 @dataclass
 class LeaderStats:
-    """For metrics: `sidecarset_leader_is_leader` and `sidecarset_leader_acquired_total`."""
+    """Terms won and lost by this elector, for tests; not exported (the exported gauge is
+    `sidecarset_leader`, set by the caller while it leads)."""
 
     acquired: int = 0
     lost: int = 0

@@ -47,16 +47,21 @@ INJECTION_FAILURES = Counter(
     "Pod admissions refused because injection could not be done, by reason.",
     ["reason"],
 )
-QUEUE_DEPTH = Gauge("sidecarset_workqueue_depth", "Keys waiting in the reconcile queue.")
+QUEUE_DEPTH = Gauge(
+    "sidecarset_workqueue_depth",
+    "Keys ready in the reconcile queue, waiting for a worker (not those waiting for a delay).",
+)
 RECONCILE_DURATION = Histogram(
     "sidecarset_reconcile_duration_seconds",
     "Time of one SidecarSet reconcile.",
 )
 RECONCILE_ERRORS = Counter(
     "sidecarset_reconcile_errors_total",
-    "Reconciles that ended in an error, by kind.",
+    "Reconciles that ended in an error, by kind (conflict: retried at once; terminal: not "
+    "retried; error: retried with backoff).",
     ["kind"],
 )
+RECONCILE_ERROR_KINDS = ("conflict", "terminal", "error")
 ROLLOUT_PODS = Gauge(
     "sidecarset_pods",
     "Pods of a SidecarSet by state (matched, updated, ready, updated_ready, missed_injection).",
@@ -80,6 +85,8 @@ INFORMER_RELISTS = Counter(
     ["resource"],
 )
 
+for kind in RECONCILE_ERROR_KINDS:
+    RECONCILE_ERRORS.labels(kind=kind)
 for outcome in ("patched", "allowed", "denied", "malformed", "not_ready", "error"):
     for webhook in ("mutate-pod", "validate-sidecarset", "mutate-sidecarset"):
         WEBHOOK_REQUESTS.labels(webhook=webhook, outcome=outcome)

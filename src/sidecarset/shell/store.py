@@ -123,6 +123,9 @@ class Store(Generic[T]):
         """Objects filed under `value` in index `name`, in key order. Unknown index: KeyError."""
         return [self._items[key] for key in sorted(self.keys_by_index(name, value))]
 
+    def has_index(self, name: str) -> bool:
+        return name in self._indexers
+
     def keys_by_index(self, name: str, value: str) -> frozenset[Key]:
         return frozenset(self._indexes[name].get(value, ()))
 

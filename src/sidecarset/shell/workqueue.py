@@ -35,7 +35,8 @@ class ShutDown(Exception):
 
 @dataclass
 class QueueStats:
-    """Counters for metrics (`sidecarset_workqueue_*_total`); only ever increase."""
+    """Counters of this queue, for tests and benchmarks; only ever increase (not exported; the
+    queue's depth is, as `sidecarset_workqueue_depth`)."""
 
     adds: int = 0
     """Keys that entered the queue (de-duplicated adds are not counted)."""

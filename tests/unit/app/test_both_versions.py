@@ -106,7 +106,7 @@ def admission_handler() -> SidecarSetAdmission:
         await sidecarsets.replace({})
         await revisions.replace({})
         return SidecarSetAdmission(
-            sidecarsets=sidecarsets, revisions=revisions, client=None, settings=OperatorSettings()
+            sidecarsets=sidecarsets, revisions=revisions, settings=OperatorSettings()
         )
 
     return run(build())

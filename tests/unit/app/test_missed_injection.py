@@ -6,7 +6,12 @@ from typing import Any
 
 import pytest
 
-from sidecarset.app.controller import _injected_index, _uninjected_index
+from sidecarset.app.controller import (
+    _injected_index,
+    _uninjected_index,
+    _uninjected_label_index,
+)
+from sidecarset.app.mapping import UNINJECTED_BY_LABEL
 from sidecarset.app.projections import NamespaceView, SidecarSetEntry
 from sidecarset.app.reconciler import SidecarSetReconciler
 from sidecarset.app.writer import Writer
@@ -59,11 +64,16 @@ def pod(
 
 
 async def missed(
-    *pods: PodView, excluded: tuple[str, ...] = (), critical_skipped: bool = True
+    *pods: PodView,
+    excluded: tuple[str, ...] = (),
+    critical_skipped: bool = True,
+    by_label: bool = True,
 ) -> list[str]:
     store: Store[PodView] = Store("pods")
     store.add_index("injected", _injected_index)
     store.add_index("uninjected", _uninjected_index)
+    if by_label:  # as the controller indexes its pod store
+        store.add_index(UNINJECTED_BY_LABEL, _uninjected_label_index)
     await store.replace({f"{p.namespace}/{p.name}": p for p in pods})
     namespaces: Store[NamespaceView] = Store("namespaces")
     await namespaces.replace({})
@@ -111,3 +121,28 @@ def test_critical_pods_count_as_missed_when_the_webhook_sees_them() -> None:
     """With --no-skip-critical-pods they go to the webhook like any pod: missing it is missed."""
     cni = pod("cni", priority_class="system-node-critical")
     assert run(missed(cni, critical_skipped=False)) == [str(cni.key)]
+
+
+def test_the_label_index_finds_exactly_what_reading_every_uninjected_pod_finds() -> None:
+    pods = [
+        pod("late"),
+        pod("other", labels={"app": "db"}),
+        pod("out", labels={wire.INJECT_OPT_OUT: "false"}),
+        pod("done", annotations={wire.INJECTED_LIST_ANNOTATION: "logs"}),
+        pod("old", created=EARLIER),
+        pod("more", labels={"tier": "fe"}),
+    ]
+
+    indexed = run(missed(*pods))
+
+    assert indexed == run(missed(*pods, by_label=False))
+    assert indexed == ["shop/late", "shop/more"]
+
+
+def test_uninjected_pods_are_filed_under_each_label_and_injected_ones_nowhere() -> None:
+    assert sorted(_uninjected_label_index(pod("a", labels={"tier": "fe"}))) == [
+        "app=web",
+        "tier=fe",
+    ]
+    injected = pod("b", annotations={wire.INJECTED_LIST_ANNOTATION: "logs"})
+    assert _uninjected_label_index(injected) == []

@@ -11,10 +11,8 @@ from sidecarset.core.podview import PodKey, PodView
 from tests.unit.podbuilders import NOW, V1, V2, failing_pod, make_pod, make_sidecarset
 
 
-def explain(
-    pods: list[PodView], scope: plan.Scope | None = None, **strategy: object
-) -> plan.Explanation:
-    return plan.explain(make_sidecarset(strategy=strategy), scope or plan.Scope(pods=pods), [], NOW)
+def explain(pods: list[PodView], **strategy: object) -> plan.Explanation:
+    return plan.explain(make_sidecarset(strategy=strategy), pods, [], NOW)
 
 
 def outdated(count: int, **kwargs: object) -> list[PodView]:
@@ -62,11 +60,13 @@ def test_updated_pods_and_a_paused_rollout_are_explained() -> None:
 
 
 def test_missed_injections_say_why_the_pod_has_no_sidecars() -> None:
-    never = make_pod("never", annotations={wire.INJECTED_LIST_ANNOTATION: ""})
-    opted = make_pod("opted", labels={"app": "sidecar", wire.INJECT_OPT_OUT: "false"})
+    uninjected = {wire.INJECTED_LIST_ANNOTATION: ""}
+    never = make_pod("never", annotations=uninjected)
+    opted = make_pod(
+        "opted", labels={"app": "sidecar", wire.INJECT_OPT_OUT: "false"}, annotations=uninjected
+    )
     other = make_pod("other", sidecarset="another")
-    scope = plan.Scope(pods=outdated(1), missed=[never], uninjected=[opted, other])
-    expl = explain([], scope)
+    expl = explain([*outdated(1), never, opted, other])
     assert [(n.pod.name, n.reason) for n in expl.missed] == [
         ("never", plan.NOT_INJECTED),
         ("opted", plan.OPTED_OUT),
@@ -77,7 +77,7 @@ def test_missed_injections_say_why_the_pod_has_no_sidecars() -> None:
 
 def test_injected_pods_outside_the_rollout_are_listed_as_not_counted() -> None:
     finished = make_pod("finished", phase="Succeeded")
-    expl = explain([], plan.Scope(pods=[*outdated(1), finished]))
+    expl = explain([*outdated(1), finished])
     assert [(n.pod.name, n.reason) for n in expl.not_counted] == [("finished", plan.INACTIVE)]
     assert decisions(expl) == {"p1": "update"}
 
@@ -149,7 +149,7 @@ def test_pod_keys_render_as_namespace_slash_name() -> None:
 def test_the_failing_threshold_is_the_one_given() -> None:
     pods = [failing_pod("broken", since=NOW - timedelta(minutes=10)), *outdated(2)]
     ss = make_sidecarset(strategy={"maxUnavailable": 1})
-    default = plan.explain(ss, plan.Scope(pods=pods), [], NOW)
-    patient = plan.explain(ss, plan.Scope(pods=pods), [], NOW, failing_after=timedelta(hours=1))
+    default = plan.explain(ss, pods, [], NOW)
+    patient = plan.explain(ss, pods, [], NOW, failing_after=timedelta(hours=1))
     assert default.message.startswith("updated pods not ready for over 5m0s: default/broken")
     assert "not ready for over" not in patient.message

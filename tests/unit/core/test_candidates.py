@@ -67,12 +67,21 @@ def test_a_removed_sidecar_is_named_in_the_not_upgradable_message() -> None:
     assert "removed gone" in state.blocker.message
 
 
-def test_a_malformed_hash_annotation_blocks_the_pod_and_names_the_annotation() -> None:
+def test_a_malformed_hash_annotation_makes_the_pod_a_candidate_as_kruise_does() -> None:
+    # Kruise reads an unreadable kruise.io/sidecarset-hash as "not updated" and repairs it.
     pod = make_pod("p", annotations={wire.HASH_ANNOTATION: "{not json"})
+    state = candidates.classify(SIDECARSET, pod)
+    assert state.kind is PodStateKind.CANDIDATE
+    assert state.blocker is None
+
+
+def test_a_malformed_hash_without_image_annotation_still_blocks_the_pod() -> None:
+    # Kruise reads it as "" too, which differs from the SidecarSet's: not upgradable.
+    pod = make_pod("p", annotations={wire.HASH_WITHOUT_IMAGE_ANNOTATION: "{not json"})
     state = candidates.classify(SIDECARSET, pod)
     assert state.kind is PodStateKind.NOT_UPGRADABLE
     assert state.blocker is not None
-    assert state.blocker.field == "metadata.annotations[kruise.io/sidecarset-hash]"
+    assert state.blocker.field == "metadata.annotations[kruise.io/sidecarset-hash-without-image]"
 
 
 def test_a_ready_sidecar_still_rolling_a_previous_update_is_in_flight() -> None:

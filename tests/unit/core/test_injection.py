@@ -609,6 +609,30 @@ def test_image_pull_secrets_are_appended_once() -> None:
     assert result.image_pull_secrets == ("reg", "other")
 
 
+def test_image_pull_secrets_are_merged_as_a_set_in_kruises_order() -> None:
+    # Kruise's mergeSidecarSecrets: the pod's names first (each once), then the SidecarSet's new
+    # ones. s2, s3, s3 with s0, s1, s2 gives four names.
+    sidecarset = make_sidecarset("a", imagePullSecrets=[{"name": n} for n in ("s0", "s1", "s2")])
+    pod = make_pod(imagePullSecrets=[{"name": n} for n in ("s2", "s3", "s3")])
+
+    result, injected = run(pod, sidecarset)
+
+    assert [s["name"] for s in injected["spec"]["imagePullSecrets"]] == ["s2", "s3", "s0", "s1"]
+    assert result.image_pull_secrets == ("s0", "s1")
+    assert result.duplicate_pull_secrets == (2,)
+
+
+def test_a_pods_repeated_pull_secrets_stay_when_nothing_is_injected() -> None:
+    # Kruise merges the secrets only when it injects containers; so do we.
+    sidecarset = make_sidecarset("a", imagePullSecrets=[{"name": "s0"}])
+    pod = make_pod(labels={"app": "other"}, imagePullSecrets=[{"name": "s3"}, {"name": "s3"}])
+
+    result, injected = run(pod, sidecarset)
+
+    assert not result.changed
+    assert injected["spec"]["imagePullSecrets"] == [{"name": "s3"}, {"name": "s3"}]
+
+
 # --- resourcesPolicy --------------------------------------------------------------------------
 
 

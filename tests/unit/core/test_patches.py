@@ -188,3 +188,14 @@ def test_a_patch_with_every_kind_of_change_reproduces_apply_injection() -> None:
 
     assert {op["op"] for op in ops} <= {"add", "replace"}
     assert jsonpatch.apply_patch(pod, ops) == expected
+
+
+def test_repeated_pod_pull_secrets_are_removed_by_the_patch_as_apply_injection_does() -> None:
+    sidecarset = make_sidecarset("a", imagePullSecrets=[{"name": n} for n in ("s0", "s1", "s2")])
+    pod = make_pod(imagePullSecrets=[{"name": n} for n in ("s3", "s2", "s3", "s2", "s3")])
+
+    ops, expected = patch_for(pod, sidecarset)
+
+    patched = jsonpatch.apply_patch(pod, ops)
+    assert patched == expected
+    assert [s["name"] for s in patched["spec"]["imagePullSecrets"]] == ["s3", "s2", "s0", "s1"]

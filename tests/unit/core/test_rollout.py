@@ -291,6 +291,19 @@ def test_pod_update_replaces_only_the_sidecar_image() -> None:
     assert update.uid == "uid-p"
 
 
+def test_a_pod_with_an_unreadable_hash_annotation_is_updated_and_the_annotation_repaired() -> None:
+    pod = outdated_pod("p", annotations={wire.HASH_ANNOTATION: "{not json"})
+
+    plan = rollout.plan_round(SIDECARSET, [pod], NOW)
+
+    (update,) = plan.update
+    assert update.repairs == (wire.HASH_ANNOTATION,)
+    assert not update.blockers
+    assert list(json.loads(update.annotations[wire.HASH_ANNOTATION])) == [SET]
+    assert [c.image for c in update.images] == [V2]
+    assert not plan.blocked
+
+
 def test_pod_update_bumps_the_hash_entry_with_time_and_revision() -> None:
     update = rollout.pod_update(SIDECARSET, outdated_pod("p"), NOW, latest_revision="rev-9")
     assert json.loads(update.annotations[wire.HASH_ANNOTATION]) == {

@@ -234,6 +234,22 @@ def test_resources_policy_needs_a_known_mode() -> None:
     )
 
 
+def test_an_empty_target_regex_is_admitted_and_stored_as_match_all_as_kruise_does() -> None:
+    # Kruise's CRD defaults the field to ".*", and its webhook drops "" (omitempty) so the API
+    # server defaults it after mutation: a manifest with "" is admitted there.
+    obj = with_container(
+        resourcesPolicy={
+            "targetContainersMode": "sum",
+            "targetContainersNameRegex": "",
+            "resourcesExpr": {"limits": {"cpu": "cpu*50%"}},
+        }
+    )
+
+    assert check(obj).allowed
+    stored: Any = defaults.apply_defaults(obj)["spec"]["containers"][0]["resourcesPolicy"]  # type: ignore[index]
+    assert stored["targetContainersNameRegex"] == ".*"
+
+
 def test_transfer_env_needs_a_source_and_a_name() -> None:
     result = check(with_container(transferEnv=[{}]))
 
@@ -305,13 +321,40 @@ def test_whitelisted_keys_are_accepted() -> None:
     assert check(patching(), policy=whitelist(r"example\.com/.*")).allowed
 
 
-def test_whitelist_patterns_must_match_the_whole_key() -> None:
-    # Kruise searches unanchored, so "log-config" would also allow "example.com/log-config".
-    result = check(patching(), policy=whitelist("log-config"))
+@pytest.mark.parametrize(
+    ("expr", "key"),
+    [
+        pytest.param(r"^example\.com/", "example.com/log", id="anchored-prefix"),
+        pytest.param("log-config", "example.com/log-config", id="substring"),
+        pytest.param(r"example\.com", "logs.example.com/level", id="inside"),
+    ],
+)
+def test_whitelist_patterns_match_anywhere_in_the_key_as_kruise_does(expr: str, key: str) -> None:
+    # Kruise matches with regexp.MatchString: a search, so its admins' rules keep working.
+    assert check(patching(key), policy=whitelist(expr)).allowed
+
+
+def test_the_strict_mode_makes_patterns_match_the_whole_key() -> None:
+    rule = WhitelistRule(allowed_annotation_key_exprs=("log-config",))
+    strict = ValidationPolicy(patch_metadata_whitelist=(rule,), whitelist_full_match=True)
+
+    result = check(patching(), policy=strict)
 
     assert [e.path for e in result.errors] == [
         "spec.patchPodMetadata[0].annotations[example.com/log-config]"
     ]
+    assert "whole key" in result.errors[0].detail
+
+
+def test_whitelist_refusals_name_where_the_rules_were_read() -> None:
+    source = "ConfigMap ops/kruise-configuration, key SidecarSet_PatchPodMetadata_WhiteList"
+    rule = WhitelistRule(allowed_annotation_key_exprs=("other",))
+    missing = ValidationPolicy(whitelist_source=source)
+    refusing = ValidationPolicy(patch_metadata_whitelist=(rule,), whitelist_source=source)
+
+    for policy in (missing, refusing):
+        (error,) = check(patching(), policy=policy).errors
+        assert source in error.detail, error.detail
 
 
 def test_whitelist_rules_apply_only_to_sidecarsets_their_selector_matches() -> None:

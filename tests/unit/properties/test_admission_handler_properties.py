@@ -70,7 +70,7 @@ async def handlers() -> tuple[PodInjector, SidecarSetAdmission]:
         sidecarsets=sidecarsets, namespaces=namespaces, revisions=revisions, client=None
     )
     validator = SidecarSetAdmission(
-        sidecarsets=sidecarsets, revisions=revisions, client=None, settings=OperatorSettings()
+        sidecarsets=sidecarsets, revisions=revisions, settings=OperatorSettings()
     )
     return injector, validator
 

@@ -53,26 +53,31 @@ def resource_path(
 
 
 class TokenBucket:
-    """Client-side QPS limit: `qps` sustained, `burst` at once. Zero disables it."""
+    """Client-side QPS limit: `qps` sustained, `burst` at once. Zero disables it.
+
+    Each caller reserves its token at once (the count may go below zero) and then sleeps until
+    it is due, as Go's `rate.Limiter.Reserve` does: nothing is held while sleeping, so callers
+    are served in arrival order and none waits on another's sleep."""
 
     def __init__(self, qps: float, burst: int) -> None:
         self._qps, self._burst = qps, max(1, burst)
         self._tokens = float(self._burst)
         self._last = time.monotonic()
-        self._lock = asyncio.Lock()
+
+    def reserve(self) -> float:
+        """Take a token; the seconds until it may be used (0: now)."""
+        if self._qps <= 0:
+            return 0.0
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
+        self._last = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._qps
 
     async def acquire(self) -> None:
-        if self._qps <= 0:
-            return
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
-                self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await asyncio.sleep((1 - self._tokens) / self._qps)
+        delay = self.reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
 
 
 @dataclass
