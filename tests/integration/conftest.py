@@ -25,7 +25,7 @@ from sidecarset.devcluster.binaries import Binaries
 from sidecarset.devcluster.components import OPERATOR, operator_component, simulator_component
 from sidecarset.devcluster.controlplane import ControlPlane
 from sidecarset.devcluster.process import tail
-from sidecarset.devcluster.realnode import CONTAINERD, KUBELET, RealNode
+from sidecarset.devcluster.realnode import KUBELET, PROCESSES, RealNode
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration import kubeobjects as k
@@ -75,7 +75,7 @@ def real_node(control_plane: ControlPlane) -> Iterator[RealNode]:
     finally:
         control_plane.down(
             progress=lambda _m: None,
-            names=[KUBELET, CONTAINERD],
+            names=PROCESSES,
             before_stop=node.down_hooks(lambda _m: None),
         )
         node.remove_leftovers(lambda _m: None)

@@ -329,3 +329,28 @@ def simulate(
         asyncio.run(main())
     except KeyboardInterrupt:
         sys.exit(0)
+
+
+@app.command(hidden=True)
+def relay(
+    listen: Annotated[str, typer.Option(help="host:port to listen on.")],
+    to: Annotated[str, typer.Option(help="host:port to forward each connection to.")],
+    ready_file: Annotated[Path | None, typer.Option(help="Touched once listening.")] = None,
+) -> None:
+    """Relay TCP from the real node's pod gateway to the apiserver (started with the node)."""
+    from sidecarset.devcluster import relay as tcp_relay
+
+    def address(value: str, flag: str) -> tuple[str, int]:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise CliError(f"{flag}: expected host:port, got {value!r}", code=2)
+        return host, int(port)
+
+    listen_host, listen_port = address(listen, "--listen")
+    to_host, to_port = address(to, "--to")
+    try:
+        asyncio.run(tcp_relay.serve(listen_host, listen_port, to_host, to_port, ready_file))
+    except OSError as err:
+        raise CliError(f"relay: cannot listen on {listen}: {err}") from err
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from cryptography import x509
 
 from sidecarset.devcluster.binaries import Binaries
+from sidecarset.devcluster.nodeconfig import node_gateway
 from sidecarset.devcluster.process import ProcessRecord, StartupError, spawn, stop, wait_until
 from sidecarset.shell import pki
 
@@ -294,16 +296,12 @@ class ControlPlane:
     def _ensure_pki(self) -> None:
         ca_crt = self.pki_dir / "ca.crt"
         if ca_crt.exists():
+            self._ensure_apiserver_names()
             return
         self.pki_dir.mkdir(parents=True, exist_ok=True)
         ca = pki.CertificateAuthority()
         ca.pair.write(self.pki_dir, "ca")
-        ca.issue(
-            "kube-apiserver",
-            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-            ips=("127.0.0.1", "10.0.0.1"),
-            server=True,
-        ).write(self.pki_dir, "apiserver")
+        self._issue_apiserver_cert(ca)
         ca.issue("admin", organizations=("system:masters",), client=True).write(
             self.pki_dir, "admin"
         )
@@ -312,6 +310,37 @@ class ControlPlane:
         sa_key.write_bytes(private)
         sa_key.chmod(0o600)
         (self.pki_dir / "sa.pub").write_bytes(public)
+
+    def _apiserver_ips(self) -> tuple[str, ...]:
+        """Loopback, the `kubernetes` Service's ClusterIP, and the real node's pod gateway,
+        where pods reach the apiserver through the node's relay."""
+        return ("127.0.0.1", "10.0.0.1", node_gateway(self.workdir))
+
+    def _issue_apiserver_cert(self, ca: pki.CertificateAuthority) -> None:
+        ca.issue(
+            "kube-apiserver",
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            ips=self._apiserver_ips(),
+            server=True,
+        ).write(self.pki_dir, "apiserver")
+
+    def _ensure_apiserver_names(self) -> None:
+        """Re-issue the serving certificate from the cluster's CA if it lacks an address
+        (a cluster created before the relay existed); clients keep trusting the same CA."""
+        cert = pki.KeyPair((self.pki_dir / "apiserver.crt").read_bytes(), b"").certificate()
+        try:
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            present = {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)}
+        except x509.ExtensionNotFound:
+            present = set()
+        if set(self._apiserver_ips()) <= present:
+            return
+        ca = pki.CertificateAuthority.load(
+            pki.KeyPair(
+                (self.pki_dir / "ca.crt").read_bytes(), (self.pki_dir / "ca.key").read_bytes()
+            )
+        )
+        self._issue_apiserver_cert(ca)
 
     def _write_kubeconfig(self, state: ClusterState) -> None:
         def b64(path: Path) -> str:
@@ -440,6 +469,9 @@ class ControlPlane:
                     "--allow-privileged=true",
                     # `kubectl logs/exec` on a real node: its InternalIP is 127.0.0.1.
                     "--kubelet-preferred-address-types=InternalIP,Hostname",
+                    # Call webhook (and aggregated API) Services at their endpoints' pod IPs:
+                    # no kube-proxy routes ClusterIPs here, the real node's pod bridge is routed.
+                    "--enable-aggregator-routing=true",
                     f"--cert-dir={self.workdir / 'apiserver-certs'}",
                     "--watch-cache=true",
                     *self._apiserver_args,

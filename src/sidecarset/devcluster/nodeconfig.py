@@ -47,6 +47,11 @@ class NodeLayout:
         return f"10.244.{self.subnet_octet}.0/24"
 
     @property
+    def gateway(self) -> str:
+        """The bridge's own address: the host as pods see it (where the API relay listens)."""
+        return f"10.244.{self.subnet_octet}.1"
+
+    @property
     def cgroup_root(self) -> str:
         """Pods' cgroups live under this parent, created in every cgroup v1 hierarchy."""
         return f"/sidecarset-{self.tag}"
@@ -116,6 +121,15 @@ class NodeLayout:
             self.kubelet_dir / "pki",
             self.pod_logs_dir,
         ]
+
+
+def node_gateway(cluster_dir: Path) -> str:
+    """The pod bridge's address of the real node of the cluster kept in `cluster_dir`.
+
+    Known before any node exists, so the apiserver's serving certificate can name it: pods
+    reach the apiserver there, through the relay (see realnode.py).
+    """
+    return NodeLayout(root=cluster_dir / "node", binaries=cluster_dir).gateway
 
 
 def containerd_config(layout: NodeLayout) -> str:
@@ -197,7 +211,6 @@ def cni_network(layout: NodeLayout) -> str:
     `ipMasq: false` and no default route inside pods keep pod traffic on this machine: the
     pods can talk to each other and to the host's bridge address, nothing else.
     """
-    octet = layout.subnet_octet
     conf = {
         "cniVersion": "1.0.0",
         "name": f"sidecarset-{layout.tag}",
@@ -212,7 +225,7 @@ def cni_network(layout: NodeLayout) -> str:
                 "ipam": {
                     "type": "host-local",
                     "dataDir": str(layout.cni_data_dir),
-                    "ranges": [[{"subnet": layout.pod_subnet, "gateway": f"10.244.{octet}.1"}]],
+                    "ranges": [[{"subnet": layout.pod_subnet, "gateway": layout.gateway}]],
                 },
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},

@@ -187,6 +187,23 @@ def _remove_cgroup_tree(path: Path) -> None:
         pass
 
 
+def create_bridge(layout: NodeLayout) -> None:
+    """The pod bridge with the gateway address, up, before the first pod exists.
+
+    The API relay listens on that address from the start; the CNI bridge plugin finds the
+    bridge and its address and keeps them. Idempotent.
+    """
+    steps = [
+        ["ip", "link", "add", layout.bridge, "type", "bridge"],
+        ["ip", "addr", "add", f"{layout.gateway}/24", "dev", layout.bridge],
+        ["ip", "link", "set", layout.bridge, "up"],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0 and "File exists" not in done.stderr:
+            raise OSError(f"{' '.join(step)}: {done.stderr.strip()}")
+
+
 def remove(layout: NodeLayout, progress: Callable[[str], None] = print) -> Leftovers:
     """Kill, unmount and delete everything of this node still on the host; report what stays.
 

@@ -12,6 +12,7 @@ pods use `imagePullPolicy: IfNotPresent` (or `Never`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,7 +22,12 @@ from pathlib import Path
 
 from sidecarset.devcluster import nodehost
 from sidecarset.devcluster.binaries import Binaries
-from sidecarset.devcluster.controlplane import Component, ControlPlane, Progress
+from sidecarset.devcluster.controlplane import (
+    Component,
+    ControlPlane,
+    Progress,
+    python_component,
+)
 from sidecarset.devcluster.nodeconfig import (
     NODE_LABEL,
     NODE_NAME,
@@ -34,6 +40,8 @@ from sidecarset.devcluster.process import StartupError
 
 CONTAINERD = "node-containerd"
 KUBELET = "node-kubelet"
+API_RELAY = "node-api-relay"
+PROCESSES = (CONTAINERD, API_RELAY, KUBELET)  # in start order
 NODE_BINARIES = (
     "kubelet",
     "containerd",
@@ -103,8 +111,13 @@ class RealNode:
 
     # -- components -------------------------------------------------------------------------
 
+    def api_address(self) -> tuple[str, int]:
+        """Where pods on this node reach the apiserver (the relay): KUBERNETES_SERVICE_HOST
+        and KUBERNETES_SERVICE_PORT of any pod that calls the API."""
+        return self.layout.gateway, self.plane.reserve_port(API_RELAY)
+
     def components(self) -> list[Component]:
-        """containerd, then the kubelet (which first gets the images imported)."""
+        """containerd, the API relay for pods, then the kubelet (after the images imported)."""
         layout, tainted = self.layout, self.tainted
         port = self.plane.reserve_port(KUBELET)
         self.plane.reserve_port(f"{KUBELET}-healthz")
@@ -124,6 +137,7 @@ class RealNode:
                 env=self._env(),
                 prepare=self._write_configs,
             ),
+            self._relay_component(),
             Component(
                 name=KUBELET,
                 argv=[
@@ -145,6 +159,34 @@ class RealNode:
                 prepare=lambda: self._import_for_start(log_dir / "image-import.log"),
             ),
         ]
+
+    def _relay_component(self) -> Component:
+        """Pods cannot reach the apiserver on the host's loopback: relay the bridge's gateway
+        address to it (see devcluster/relay.py)."""
+        host, port = self.api_address()
+        apiserver = self.plane.reserve_port("kube-apiserver")  # kept by the first `up`
+        ready_file = self.layout.root / "api-relay.ready"
+
+        def prepare() -> None:
+            ready_file.unlink(missing_ok=True)
+            nodehost.create_bridge(self.layout)
+
+        relay = python_component(
+            API_RELAY,
+            [
+                "cluster",
+                "relay",
+                "--listen",
+                f"{host}:{port}",
+                "--to",
+                f"127.0.0.1:{apiserver}",
+                "--ready-file",
+                str(ready_file),
+            ],
+            ready=ready_file.exists,
+            timeout=30,
+        )
+        return dataclasses.replace(relay, prepare=prepare)
 
     def _import_for_start(self, log: Path) -> None:
         self.import_images(progress=lambda m: print(m, file=sys.stderr, flush=True), log=log)
