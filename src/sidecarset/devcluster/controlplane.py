@@ -252,15 +252,8 @@ class ControlPlane:
             method="PATCH",
             headers={"Content-Type": "application/strategic-merge-patch+json"},
         )
-        opener = urllib.request.build_opener(
-            urllib.request.ProxyHandler({}),
-            urllib.request.HTTPSHandler(context=self._admin_context()),
-        )
-        try:
-            with opener.open(request, timeout=5) as resp:
-                return int(resp.status)
-        except urllib.error.HTTPError as err:
-            return int(err.code)
+        code, _ = self._get(request, self._admin_context())
+        return code
 
     def is_ready(self) -> bool:
         try:
@@ -383,7 +376,10 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.pki_dir / "admin.crt"), str(self.pki_dir / "admin.key"))
         return ctx
 
-    def _get(self, url: str, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    def _get(
+        self, url: str | urllib.request.Request, context: ssl.SSLContext | None = None
+    ) -> tuple[int, bytes]:
+        """One request, never through a proxy: (status code, body; empty on an HTTP error)."""
         handler = urllib.request.HTTPSHandler(context=context) if context else None
         opener = urllib.request.build_opener(
             urllib.request.ProxyHandler({}), *([handler] if handler else [])

@@ -81,10 +81,9 @@ def local_sidecarset(
     [filebeat] = spec["containers"]
     filebeat["imagePullPolicy"] = "IfNotPresent"
     filebeat["readinessProbe"] = {"httpGet": {"path": "/", "port": 5066}, "periodSeconds": 2}
-    mounts = [m for m in filebeat["volumeMounts"] if m["name"] != "filebeat-registry"]
-    if registry_on_volume:
-        mounts = filebeat["volumeMounts"]
-    else:
+    mounts = filebeat["volumeMounts"]
+    if not registry_on_volume:
+        mounts = [m for m in mounts if m["name"] != "filebeat-registry"]
         spec["volumes"] = [v for v in spec["volumes"] if v["name"] != "filebeat-registry"]
     filebeat["volumeMounts"] = [*mounts, {"name": "shipped", "mountPath": SHIPPED_MOUNT}]
     spec["volumes"].append({"name": "shipped", "emptyDir": {}})

@@ -42,6 +42,8 @@ CONTAINERD = "node-containerd"
 KUBELET = "node-kubelet"
 API_RELAY = "node-api-relay"
 PROCESSES = (CONTAINERD, API_RELAY, KUBELET)  # in start order
+# What tools/build_testbin.py --with-node builds (listed there too: that script runs before the
+# package is installed, so neither can import the other).
 NODE_BINARIES = (
     "kubelet",
     "containerd",
