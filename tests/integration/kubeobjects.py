@@ -122,10 +122,25 @@ class SidecarSets:
         self.kube = kube
         self.names: list[str] = []
 
-    async def create(self, body: dict[str, Any]) -> str:
+    async def create(self, body: dict[str, Any], *, seen: bool = True) -> str:
+        """Create the SidecarSet and, unless `seen` is False, wait until the operator has
+        reconciled it. The webhook answers from the same informer cache as the reconciler, so
+        a pod created before the operator saw its SidecarSet would be admitted without the
+        sidecar: on a loaded machine the watch event can lag the create by seconds. Tests
+        whose operator is down, or that only check admission, pass `seen=False`."""
         await create(self.kube, body)
-        self.names.append(body["metadata"]["name"])
-        return str(body["metadata"]["name"])
+        name = str(body["metadata"]["name"])
+        self.names.append(name)
+        if seen:
+            await wait_for(
+                lambda: get_sidecarset(self.kube, name),
+                lambda s: (
+                    (s.get("status") or {}).get("observedGeneration") == s["metadata"]["generation"]
+                ),
+                timeout=60,
+                what=f"the operator to reconcile SidecarSet {name}",
+            )
+        return name
 
     async def delete_all(self) -> None:
         for name in self.names:

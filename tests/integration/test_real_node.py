@@ -114,8 +114,16 @@ async def test_an_in_place_rollout_of_10_pods_holds_max_unavailable_through_real
         kube, namespace, sidecar_disrupted(SIDECAR, rn.AGENT_V2), invariants
     ) as watcher:
         await k.set_image(kube, name, rn.AGENT_V2)
-        after = await rolled(kube, namespace, 10, rn.AGENT_V2)
+        await rolled(kube, namespace, 10, rn.AGENT_V2)
     watcher.assert_nothing_lost(range(1, 4))
+    # The kubelet fills lastState from the old container in the runtime, on a later status
+    # sync than the one that reports the new container ready: wait for it on every pod.
+    after = await wait_for(
+        lambda: k.pods(kube, namespace),
+        lambda ps: all("terminated" in rn.statuses(p)[SIDECAR].get("lastState", {}) for p in ps),
+        timeout=60,
+        what="every pod's sidecar lastState.terminated",
+    )
     for p in after:
         st = rn.statuses(p)
         assert st[SIDECAR]["restartCount"] == 1

@@ -1058,7 +1058,8 @@ async def test_a_failing_reconcile_is_counted_and_a_deleted_sidecarsets_series_g
     )
     try:
         name = await sidecarsets.create(
-            sidecarset(f"quota-{namespace[-5:]}", namespace, image=f"{k.OLD}-{namespace[-5:]}")
+            sidecarset(f"quota-{namespace[-5:]}", namespace, image=f"{k.OLD}-{namespace[-5:]}"),
+            seen=False,
         )
         await wait_for(
             lambda: scrape(tuned.probe_port),
@@ -1160,7 +1161,7 @@ async def test_generated_pods_and_sidecarsets_never_get_a_500_and_every_refusal_
     control_plane: ControlPlane,
 ) -> None:
     for body in fuzz_sidecarsets(namespace):
-        await sidecarsets.create(body)
+        await sidecarsets.create(body, seen=False)
     errors_before = total(
         await scrape(tuned.probe_port), "sidecarset_webhook_requests_total", outcome="error"
     )
@@ -1363,7 +1364,8 @@ async def test_the_allow_privileged_sidecars_policy_admits_them(
                 tuple[dict[str, Any], list[dict[str, Any]], str], case.values
             )
             await sidecarsets.create(
-                host_level(f"allowed-{n}-{uuid.uuid4().hex[:6]}", container, volumes)
+                host_level(f"allowed-{n}-{uuid.uuid4().hex[:6]}", container, volumes),
+                seen=False,
             )
     finally:
         await tuned.stop()
@@ -1416,7 +1418,7 @@ async def test_patch_pod_metadata_keys_are_matched_by_kruise_configuration_as_kr
         async def attempt() -> str:
             try:
                 if admitted:
-                    await sidecarsets.create(body)
+                    await sidecarsets.create(body, seen=False)
                 else:
                     await k.create(kube, body)
             except errors.ApiError as err:
