@@ -50,76 +50,93 @@ def env_name_problems(name: str) -> list[str]:
 
 def check_env(body: JsonMap, path: Path) -> Iterator[FieldError]:
     for i, env in object_items(body, "env"):
-        epath = path.child("env").index(i)
-        name = str_field(env, "name")
-        if not name:
-            yield FieldError.required(epath.child("name"))
-        for problem in env_name_problems(name) if name else ():
-            yield FieldError.invalid(epath.child("name"), name, problem)
-        source = map_field(env, "valueFrom")
-        if source is None:
-            continue
-        if str_field(env, "value"):
-            yield FieldError.invalid(
-                epath.child("valueFrom"),
-                msgspec.UNSET,
-                "may not be specified when `value` is not empty",
-            )
-        kinds = [
-            k
-            for k in ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
-            if has_field(source, k)
-        ]
-        if len(kinds) != 1:
-            yield FieldError.invalid(
-                epath.child("valueFrom"),
-                msgspec.UNSET,
-                "must specify exactly one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef`"
-                " or `secretKeyRef`",
-            )
-        field_ref = map_field(source, "fieldRef")
-        if field_ref is not None:
-            yield from _check_field_ref(field_ref, epath.child("valueFrom", "fieldRef"))
-        resource_ref = map_field(source, "resourceFieldRef")
-        if resource_ref is not None:
-            resource = str_field(resource_ref, "resource")
-            rpath = epath.child("valueFrom", "resourceFieldRef", "resource")
-            if not resource:
-                yield FieldError.required(rpath)
-            elif resource not in _RESOURCE_FIELD_REFS and not re.fullmatch(
-                r"(limits|requests)\.hugepages-.+", resource
-            ):
-                yield FieldError.not_supported(rpath, resource, _RESOURCE_FIELD_REFS)
-        for ref_key in ("configMapKeyRef", "secretKeyRef"):
-            ref = map_field(source, ref_key)
-            if ref is None:
-                continue
-            rpath = epath.child("valueFrom", ref_key)
-            if not str_field(ref, "name"):
-                yield FieldError.required(rpath.child("name"))
-            key = str_field(ref, "key")
-            if not key:
-                yield FieldError.required(rpath.child("key"))
-            elif _CONFIG_MAP_KEY.fullmatch(key) is None:
-                yield FieldError.invalid(
-                    rpath.child("key"),
-                    key,
-                    "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
-                )
+        yield from _check_env_var(env, path.child("env").index(i))
     for i, source in object_items(body, "envFrom"):
-        spath = path.child("envFrom").index(i)
-        refs = [k for k in ("configMapRef", "secretRef") if has_field(source, k)]
-        if len(refs) != 1:
-            yield FieldError.invalid(
-                spath, msgspec.UNSET, "must specify exactly one of: `configMapRef` or `secretRef`"
-            )
-        for ref_key in refs:
-            ref = map_field(source, ref_key)
-            if ref is not None and not str_field(ref, "name"):
-                yield FieldError.required(spath.child(ref_key, "name"))
-        prefix = str_field(source, "prefix")
-        for problem in env_name_problems(prefix) if prefix else ():
-            yield FieldError.invalid(spath.child("prefix"), prefix, problem)
+        yield from _check_env_from(source, path.child("envFrom").index(i))
+
+
+def _check_env_var(env: JsonMap, path: Path) -> Iterator[FieldError]:
+    name = str_field(env, "name")
+    if not name:
+        yield FieldError.required(path.child("name"))
+    for problem in env_name_problems(name) if name else ():
+        yield FieldError.invalid(path.child("name"), name, problem)
+    source = map_field(env, "valueFrom")
+    if source is None:
+        return
+    if str_field(env, "value"):
+        yield FieldError.invalid(
+            path.child("valueFrom"),
+            msgspec.UNSET,
+            "may not be specified when `value` is not empty",
+        )
+    yield from _check_value_from(source, path.child("valueFrom"))
+
+
+def _check_value_from(source: JsonMap, path: Path) -> Iterator[FieldError]:
+    kinds = [
+        k
+        for k in ("fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef")
+        if has_field(source, k)
+    ]
+    if len(kinds) != 1:
+        yield FieldError.invalid(
+            path,
+            msgspec.UNSET,
+            "must specify exactly one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef`"
+            " or `secretKeyRef`",
+        )
+    field_ref = map_field(source, "fieldRef")
+    if field_ref is not None:
+        yield from _check_field_ref(field_ref, path.child("fieldRef"))
+    resource_ref = map_field(source, "resourceFieldRef")
+    if resource_ref is not None:
+        yield from _check_resource_field_ref(resource_ref, path.child("resourceFieldRef"))
+    for ref_key in ("configMapKeyRef", "secretKeyRef"):
+        ref = map_field(source, ref_key)
+        if ref is not None:
+            yield from _check_key_ref(ref, path.child(ref_key))
+
+
+def _check_resource_field_ref(ref: JsonMap, path: Path) -> Iterator[FieldError]:
+    resource = str_field(ref, "resource")
+    rpath = path.child("resource")
+    if not resource:
+        yield FieldError.required(rpath)
+    elif resource not in _RESOURCE_FIELD_REFS and not re.fullmatch(
+        r"(limits|requests)\.hugepages-.+", resource
+    ):
+        yield FieldError.not_supported(rpath, resource, _RESOURCE_FIELD_REFS)
+
+
+def _check_key_ref(ref: JsonMap, path: Path) -> Iterator[FieldError]:
+    """A `configMapKeyRef` or `secretKeyRef`."""
+    if not str_field(ref, "name"):
+        yield FieldError.required(path.child("name"))
+    key = str_field(ref, "key")
+    if not key:
+        yield FieldError.required(path.child("key"))
+    elif _CONFIG_MAP_KEY.fullmatch(key) is None:
+        yield FieldError.invalid(
+            path.child("key"),
+            key,
+            "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+        )
+
+
+def _check_env_from(source: JsonMap, path: Path) -> Iterator[FieldError]:
+    refs = [k for k in ("configMapRef", "secretRef") if has_field(source, k)]
+    if len(refs) != 1:
+        yield FieldError.invalid(
+            path, msgspec.UNSET, "must specify exactly one of: `configMapRef` or `secretRef`"
+        )
+    for ref_key in refs:
+        ref = map_field(source, ref_key)
+        if ref is not None and not str_field(ref, "name"):
+            yield FieldError.required(path.child(ref_key, "name"))
+    prefix = str_field(source, "prefix")
+    for problem in env_name_problems(prefix) if prefix else ():
+        yield FieldError.invalid(path.child("prefix"), prefix, problem)
 
 
 def _check_field_ref(field_ref: JsonMap, path: Path) -> Iterator[FieldError]:

@@ -111,28 +111,12 @@ def check_security(
     context = _security_context(body)
     spath = path.child("securityContext")
     if not policy.allow_privileged:
-        if context.get("privileged") is True:
-            yield FieldError.forbidden(
-                spath.child("privileged"), f"a privileged sidecar {_POLICY_HINT}"
-            )
-        windows = map_field(context, "windowsOptions") or {}
-        if windows.get("hostProcess") is True:
-            yield FieldError.forbidden(
-                spath.child("windowsOptions", "hostProcess"),
-                f"a host-process sidecar {_POLICY_HINT}",
-            )
+        yield from _forbid_privileged(context, spath)
     if not policy.allow_privilege_escalation and context.get("allowPrivilegeEscalation") is True:
         yield FieldError.forbidden(
             spath.child("allowPrivilegeEscalation"), f"privilege escalation {_POLICY_HINT}"
         )
-    allowed = BASELINE_CAPABILITIES | {_capability(c) for c in policy.allowed_capabilities}
-    if "ALL" not in allowed:
-        for i, capability in _capabilities_added(body):
-            if _capability(capability) not in allowed:
-                yield FieldError.forbidden(
-                    spath.child("capabilities", "add").index(i),
-                    f'adding capability "{capability}" {_POLICY_HINT}',
-                )
+    yield from _forbid_capabilities(body, spath, policy.allowed_capabilities)
     if not policy.allow_host_ports:
         for i, port in object_items(body, "ports"):
             host_port = int_field(port, "hostPort")
@@ -142,18 +126,46 @@ def check_security(
                     f"a host port binds the node's network; it {_POLICY_HINT}",
                 )
     if not policy.allow_unconfined:
-        for key in ("seccompProfile", "appArmorProfile"):
-            profile = map_field(context, key) or {}
-            if profile.get("type") == "Unconfined":
-                yield FieldError.forbidden(
-                    spath.child(key, "type"), f"an Unconfined profile {_POLICY_HINT}"
-                )
-        if context.get("procMount") == "Unmasked":
+        yield from _forbid_unconfined(context, spath)
+
+
+def _forbid_privileged(context: JsonMap, path: Path) -> Iterator[FieldError]:
+    if context.get("privileged") is True:
+        yield FieldError.forbidden(path.child("privileged"), f"a privileged sidecar {_POLICY_HINT}")
+    windows = map_field(context, "windowsOptions") or {}
+    if windows.get("hostProcess") is True:
+        yield FieldError.forbidden(
+            path.child("windowsOptions", "hostProcess"),
+            f"a host-process sidecar {_POLICY_HINT}",
+        )
+
+
+def _forbid_capabilities(
+    body: JsonMap, path: Path, allowed_beyond_baseline: frozenset[str]
+) -> Iterator[FieldError]:
+    allowed = BASELINE_CAPABILITIES | {_capability(c) for c in allowed_beyond_baseline}
+    if "ALL" in allowed:
+        return
+    for i, capability in _capabilities_added(body):
+        if _capability(capability) not in allowed:
             yield FieldError.forbidden(
-                spath.child("procMount"), f"an Unmasked /proc {_POLICY_HINT}"
+                path.child("capabilities", "add").index(i),
+                f'adding capability "{capability}" {_POLICY_HINT}',
             )
-        selinux = map_field(context, "seLinuxOptions") or {}
-        if str_field(selinux, "type") not in _BASELINE_SELINUX_TYPES:
+
+
+def _forbid_unconfined(context: JsonMap, path: Path) -> Iterator[FieldError]:
+    """Unconfined seccomp or AppArmor, an unmasked /proc, a custom SELinux type."""
+    for key in ("seccompProfile", "appArmorProfile"):
+        profile = map_field(context, key) or {}
+        if profile.get("type") == "Unconfined":
             yield FieldError.forbidden(
-                spath.child("seLinuxOptions", "type"), f"a custom SELinux type {_POLICY_HINT}"
+                path.child(key, "type"), f"an Unconfined profile {_POLICY_HINT}"
             )
+    if context.get("procMount") == "Unmasked":
+        yield FieldError.forbidden(path.child("procMount"), f"an Unmasked /proc {_POLICY_HINT}")
+    selinux = map_field(context, "seLinuxOptions") or {}
+    if str_field(selinux, "type") not in _BASELINE_SELINUX_TYPES:
+        yield FieldError.forbidden(
+            path.child("seLinuxOptions", "type"), f"a custom SELinux type {_POLICY_HINT}"
+        )

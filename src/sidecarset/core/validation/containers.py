@@ -16,6 +16,7 @@ from sidecarset.core import hashing, selectors, wire
 from sidecarset.core.errors import FieldError, Path
 from sidecarset.core.model import SidecarContainer, SidecarSet, Volume
 from sidecarset.core.validation.container_env import check_env
+from sidecarset.core.validation.container_mounts import check_mounts
 from sidecarset.core.validation.container_ports import check_ports
 from sidecarset.core.validation.container_probes import check_lifecycle_handler, check_probe
 from sidecarset.core.validation.container_resources import check_resize_policy, check_resources
@@ -23,7 +24,6 @@ from sidecarset.core.validation.container_security import check_security, check_
 from sidecarset.core.validation.fields import JsonMap, check_enum, map_field
 from sidecarset.core.validation.policy import ValidationPolicy
 from sidecarset.core.validation.sidecar_fields import check_sidecar_fields
-from sidecarset.core.validation.volumes import check_mounts
 
 
 def pod_names(container: SidecarContainer) -> tuple[str, ...]:
@@ -87,7 +87,12 @@ def _check_container(
     yield from check_mounts(container, path, volumes)
     yield from check_resources(body, path.child("resources"))
     yield from check_resize_policy(body, path)
-    plain_init = init and not container.is_native_sidecar
+    yield from _check_handlers(body, path, plain_init=init and not container.is_native_sidecar)
+    yield from check_security_context(body, path)
+
+
+def _check_handlers(body: JsonMap, path: Path, *, plain_init: bool) -> Iterator[FieldError]:
+    """Probes and lifecycle hooks, which only a long-running container may have."""
     for probe_key in ("livenessProbe", "readinessProbe", "startupProbe"):
         probe = map_field(body, probe_key)
         if probe is None:
@@ -110,7 +115,6 @@ def _check_container(
             handler = map_field(lifecycle, hook)
             if handler is not None:
                 yield from check_lifecycle_handler(handler, path.child("lifecycle", hook))
-    yield from check_security_context(body, path)
 
 
 def _shown(body: JsonMap, relative: str) -> object:

@@ -8,7 +8,7 @@ the caller looks up (`RevisionLookup`) because it lives in the API.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import msgspec
 
@@ -16,8 +16,10 @@ from sidecarset.core import selectors
 from sidecarset.core.errors import FieldError, Path
 from sidecarset.core.model import (
     RevisionPolicy,
+    ScatterTerm,
     SidecarSet,
     SidecarSetUpdateStrategy,
+    UpdatePriorityStrategy,
     UpdateStrategyType,
 )
 from sidecarset.core.validation.scope import check_selector
@@ -102,33 +104,39 @@ def check_update_strategy(strategy: SidecarSetUpdateStrategy, path: Path) -> Ite
         yield from _check_int_or_percent(strategy.partition, path.child("partition"))
     if strategy.max_unavailable is not None:
         yield from _check_int_or_percent(strategy.max_unavailable, path.child("maxUnavailable"))
-    priority = strategy.priority_strategy
-    if priority is not None:
-        ppath = path.child("priorityStrategy")
-        if priority.weight_priority and priority.order_priority:
-            yield FieldError.forbidden(
-                ppath, "only one of weightPriority and orderPriority can be used"
+    if strategy.priority_strategy is not None:
+        yield from _check_priority_strategy(
+            strategy.priority_strategy, path.child("priorityStrategy")
+        )
+    yield from _check_scatter_strategy(strategy.scatter_strategy, path.child("scatterStrategy"))
+
+
+def _check_priority_strategy(priority: UpdatePriorityStrategy, path: Path) -> Iterator[FieldError]:
+    if priority.weight_priority and priority.order_priority:
+        yield FieldError.forbidden(path, "only one of weightPriority and orderPriority can be used")
+    for i, term in enumerate(priority.weight_priority):
+        tpath = path.child("weightPriority").index(i)
+        if not 0 <= term.weight <= 100:
+            yield FieldError.invalid(
+                tpath.child("weight"), term.weight, "must be in the range 0-100"
             )
-        for i, term in enumerate(priority.weight_priority):
-            tpath = ppath.child("weightPriority").index(i)
-            if not 0 <= term.weight <= 100:
+        yield from check_selector(term.match_selector, tpath.child("matchSelector"))
+    for i, order in enumerate(priority.order_priority):
+        if not order.ordered_key:
+            yield FieldError.required(path.child("orderPriority").index(i).child("orderedKey"))
+        else:
+            for problem in selectors.qualified_name_problems(order.ordered_key):
                 yield FieldError.invalid(
-                    tpath.child("weight"), term.weight, "must be in the range 0-100"
+                    path.child("orderPriority").index(i).child("orderedKey"),
+                    order.ordered_key,
+                    problem,
                 )
-            yield from check_selector(term.match_selector, tpath.child("matchSelector"))
-        for i, order in enumerate(priority.order_priority):
-            if not order.ordered_key:
-                yield FieldError.required(ppath.child("orderPriority").index(i).child("orderedKey"))
-            else:
-                for problem in selectors.qualified_name_problems(order.ordered_key):
-                    yield FieldError.invalid(
-                        ppath.child("orderPriority").index(i).child("orderedKey"),
-                        order.ordered_key,
-                        problem,
-                    )
+
+
+def _check_scatter_strategy(terms: Sequence[ScatterTerm], path: Path) -> Iterator[FieldError]:
     seen: set[tuple[str, str]] = set()
-    for i, scatter in enumerate(strategy.scatter_strategy):
-        tpath = path.child("scatterStrategy").index(i)
+    for i, scatter in enumerate(terms):
+        tpath = path.index(i)
         if not scatter.key:
             yield FieldError.required(tpath.child("key"))
         if not scatter.value:

@@ -1,20 +1,19 @@
-"""The volumes a SidecarSet declares and how its containers mount them (behaviour.md §11.4).
+"""The volumes a SidecarSet declares (behaviour.md §11.4, §5.1).
 
 Volumes are schemaless in the CRD, so the webhook does all their validation (behaviour.md §1.1):
-each source's required fields, modes and paths, and the `volumeMounts` and `volumeDevices` that
-must name a declared volume.
+unique DNS-label names, exactly one source, and each source's required fields, modes and paths.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Final
 
 import msgspec
 
 from sidecarset.core import defaults, resources_expr, selectors
 from sidecarset.core.errors import FieldError, Path
-from sidecarset.core.model import SidecarContainer, Volume
-from sidecarset.core.validation.container_security import security_flag
+from sidecarset.core.model import Volume
 from sidecarset.core.validation.fields import (
     JsonMap,
     has_field,
@@ -71,53 +70,69 @@ def check_volumes(
 def _check_volume_source(
     source: str, section: JsonMap, path: Path, policy: ValidationPolicy
 ) -> Iterator[FieldError]:
-    if source == "hostPath":
-        if not str_field(section, "path"):
-            yield FieldError.required(path.child("path"))
-        elif ".." in str_field(section, "path").split("/"):
-            yield FieldError.invalid(
-                path.child("path"), str_field(section, "path"), "must not contain '..'"
-            )
-        kind = str_field(section, "type")
-        if kind not in _HOST_PATH_TYPES:
-            yield FieldError.not_supported(path.child("type"), kind, _HOST_PATH_TYPES)
-        if not policy.allow_host_path:
-            yield FieldError.forbidden(
-                path,
-                "hostPath volumes give sidecars access to the node's files and are not allowed"
-                " by the administrator's SidecarSet policy",
-            )
-    elif source in ("configMap", "secret"):
-        name_key = "name" if source == "configMap" else "secretName"
-        if not str_field(section, name_key):
-            yield FieldError.required(path.child(name_key))
-        yield from _check_mode(section, "defaultMode", path)
-        yield from _check_key_to_paths(section, path)
-    elif source == "emptyDir":
-        medium = str_field(section, "medium")
-        if medium not in ("", "Memory", "HugePages") and not medium.startswith("HugePages-"):
-            yield FieldError.not_supported(
-                path.child("medium"), medium, ["", "Memory", "HugePages"]
-            )
-        yield from _check_quantity(section.get("sizeLimit"), path.child("sizeLimit"))
-    elif source == "persistentVolumeClaim":
-        if not str_field(section, "claimName"):
-            yield FieldError.required(path.child("claimName"))
-    elif source == "downwardAPI":
-        yield from _check_mode(section, "defaultMode", path)
-        yield from _check_downward_items(section, path)
-    elif source == "projected":
-        yield from _check_mode(section, "defaultMode", path)
-        yield from _check_projected(section, path)
-    elif source == "nfs":
-        for key in ("server", "path"):
+    check = _SOURCE_CHECKS.get(source)
+    if check is not None:
+        yield from check(section, path)
+    if source == "hostPath" and not policy.allow_host_path:
+        yield FieldError.forbidden(
+            path,
+            "hostPath volumes give sidecars access to the node's files and are not allowed"
+            " by the administrator's SidecarSet policy",
+        )
+
+
+def _check_host_path(section: JsonMap, path: Path) -> Iterator[FieldError]:
+    if not str_field(section, "path"):
+        yield FieldError.required(path.child("path"))
+    elif ".." in str_field(section, "path").split("/"):
+        yield FieldError.invalid(
+            path.child("path"), str_field(section, "path"), "must not contain '..'"
+        )
+    kind = str_field(section, "type")
+    if kind not in _HOST_PATH_TYPES:
+        yield FieldError.not_supported(path.child("type"), kind, _HOST_PATH_TYPES)
+
+
+def _check_config_map(section: JsonMap, path: Path) -> Iterator[FieldError]:
+    yield from _check_keyed_source(section, "name", path)
+
+
+def _check_secret(section: JsonMap, path: Path) -> Iterator[FieldError]:
+    yield from _check_keyed_source(section, "secretName", path)
+
+
+def _check_keyed_source(section: JsonMap, name_key: str, path: Path) -> Iterator[FieldError]:
+    """A configMap or secret: its name, default mode and the key-to-path items."""
+    if not str_field(section, name_key):
+        yield FieldError.required(path.child(name_key))
+    yield from _check_mode(section, "defaultMode", path)
+    for i, item in object_items(section, "items"):
+        ipath = path.child("items").index(i)
+        if not str_field(item, "key"):
+            yield FieldError.required(ipath.child("key"))
+        if not str_field(item, "path"):
+            yield FieldError.required(ipath.child("path"))
+        else:
+            yield from check_relative_path(str_field(item, "path"), ipath.child("path"))
+        yield from _check_mode(item, "mode", ipath)
+
+
+def _check_empty_dir(section: JsonMap, path: Path) -> Iterator[FieldError]:
+    medium = str_field(section, "medium")
+    if medium not in ("", "Memory", "HugePages") and not medium.startswith("HugePages-"):
+        yield FieldError.not_supported(path.child("medium"), medium, ["", "Memory", "HugePages"])
+    yield from _check_quantity(section.get("sizeLimit"), path.child("sizeLimit"))
+
+
+def _required(*keys: str) -> Callable[[JsonMap, Path], Iterator[FieldError]]:
+    """A source whose only rule is that `keys` are set, in this order."""
+
+    def check(section: JsonMap, path: Path) -> Iterator[FieldError]:
+        for key in keys:
             if not str_field(section, key):
                 yield FieldError.required(path.child(key))
-    elif source == "csi":
-        if not str_field(section, "driver"):
-            yield FieldError.required(path.child("driver"))
-    elif source == "image" and not str_field(section, "reference"):
-        yield FieldError.required(path.child("reference"))
+
+    return check
 
 
 def _check_mode(section: JsonMap, key: str, path: Path) -> Iterator[FieldError]:
@@ -128,32 +143,21 @@ def _check_mode(section: JsonMap, key: str, path: Path) -> Iterator[FieldError]:
         )
 
 
-def _check_relative_path(value: str, path: Path) -> Iterator[FieldError]:
+def check_relative_path(value: str, path: Path) -> Iterator[FieldError]:
     if value.startswith("/"):
         yield FieldError.invalid(path, value, "must be a relative path")
     if ".." in value.split("/"):
         yield FieldError.invalid(path, value, "must not contain '..'")
 
 
-def _check_key_to_paths(section: JsonMap, path: Path) -> Iterator[FieldError]:
-    for i, item in object_items(section, "items"):
-        ipath = path.child("items").index(i)
-        if not str_field(item, "key"):
-            yield FieldError.required(ipath.child("key"))
-        if not str_field(item, "path"):
-            yield FieldError.required(ipath.child("path"))
-        else:
-            yield from _check_relative_path(str_field(item, "path"), ipath.child("path"))
-        yield from _check_mode(item, "mode", ipath)
-
-
-def _check_downward_items(section: JsonMap, path: Path) -> Iterator[FieldError]:
+def _check_downward_api(section: JsonMap, path: Path) -> Iterator[FieldError]:
+    yield from _check_mode(section, "defaultMode", path)
     for i, item in object_items(section, "items"):
         ipath = path.child("items").index(i)
         if not str_field(item, "path"):
             yield FieldError.required(ipath.child("path"))
         else:
-            yield from _check_relative_path(str_field(item, "path"), ipath.child("path"))
+            yield from check_relative_path(str_field(item, "path"), ipath.child("path"))
         refs = [k for k in ("fieldRef", "resourceFieldRef") if has_field(item, k)]
         if len(refs) != 1:
             yield FieldError.invalid(
@@ -163,6 +167,7 @@ def _check_downward_items(section: JsonMap, path: Path) -> Iterator[FieldError]:
 
 
 def _check_projected(section: JsonMap, path: Path) -> Iterator[FieldError]:
+    yield from _check_mode(section, "defaultMode", path)
     kinds = ("secret", "configMap", "downwardAPI", "serviceAccountToken", "clusterTrustBundle")
     for i, source in object_items(section, "sources"):
         spath = path.child("sources").index(i)
@@ -194,95 +199,16 @@ def _check_quantity(raw: object, path: Path) -> Iterator[FieldError]:
         yield FieldError.invalid(path, raw, "must be greater than or equal to 0")
 
 
-def check_mounts(
-    container: SidecarContainer, path: Path, volumes: Mapping[str, Volume]
-) -> Iterator[FieldError]:
-    body = container.body
-    mount_paths: set[str] = set()
-    privileged = security_flag(body, "privileged")
-    for i, mount in object_items(body, "volumeMounts"):
-        mpath = path.child("volumeMounts").index(i)
-        name = str_field(mount, "name")
-        if not name:
-            yield FieldError.required(mpath.child("name"))
-        elif name not in volumes:
-            yield FieldError.not_found(
-                mpath.child("name"),
-                name,
-                "a sidecar can only mount volumes declared in spec.volumes (declare a placeholder"
-                " with the pod volume's name to mount a volume the pod owns)",
-            )
-        mount_path = str_field(mount, "mountPath")
-        if not mount_path:
-            yield FieldError.required(mpath.child("mountPath"))
-        elif mount_path in mount_paths:
-            yield FieldError.invalid(mpath.child("mountPath"), mount_path, "must be unique")
-        mount_paths.add(mount_path)
-        sub_path, sub_path_expr = str_field(mount, "subPath"), str_field(mount, "subPathExpr")
-        if sub_path and sub_path_expr:
-            yield FieldError.invalid(
-                mpath.child("subPathExpr"),
-                sub_path_expr,
-                "subPathExpr and subPath are mutually exclusive",
-            )
-        if sub_path:
-            yield from _check_relative_path(sub_path, mpath.child("subPath"))
-        propagation = str_field(mount, "mountPropagation")
-        if propagation:
-            if propagation not in ("None", "HostToContainer", "Bidirectional"):
-                yield FieldError.not_supported(
-                    mpath.child("mountPropagation"),
-                    propagation,
-                    ["Bidirectional", "HostToContainer", "None"],
-                )
-            elif propagation == "Bidirectional" and not privileged:
-                yield FieldError.forbidden(
-                    mpath.child("mountPropagation"),
-                    "Bidirectional mount propagation is available only to privileged containers",
-                )
-        recursive = str_field(mount, "recursiveReadOnly")
-        if recursive:
-            if recursive not in ("Disabled", "IfPossible", "Enabled"):
-                yield FieldError.not_supported(
-                    mpath.child("recursiveReadOnly"),
-                    recursive,
-                    ["Disabled", "IfPossible", "Enabled"],
-                )
-            elif recursive != "Disabled" and mount.get("readOnly") is not True:
-                yield FieldError.forbidden(
-                    mpath.child("recursiveReadOnly"), "may only be specified when readOnly is true"
-                )
-            elif recursive == "Enabled" and propagation not in ("", "None"):
-                yield FieldError.forbidden(
-                    mpath.child("recursiveReadOnly"),
-                    "may only be specified when mountPropagation is None or not specified",
-                )
-    device_paths: set[str] = set()
-    for i, device in object_items(body, "volumeDevices"):
-        dpath = path.child("volumeDevices").index(i)
-        name = str_field(device, "name")
-        if not name:
-            yield FieldError.required(dpath.child("name"))
-        elif name not in volumes:
-            yield FieldError.not_found(dpath.child("name"), name, "not declared in spec.volumes")
-        elif not any(
-            has_field(volumes[name].body, k) for k in ("persistentVolumeClaim", "ephemeral")
-        ):
-            yield FieldError.invalid(
-                dpath.child("name"),
-                name,
-                "can only use volume source type of PersistentVolumeClaim or Ephemeral"
-                " for block mode",
-            )
-        device_path = str_field(device, "devicePath")
-        if not device_path:
-            yield FieldError.required(dpath.child("devicePath"))
-        elif device_path in device_paths:
-            yield FieldError.invalid(dpath.child("devicePath"), device_path, "must be unique")
-        elif device_path in mount_paths:
-            yield FieldError.invalid(
-                dpath.child("devicePath"),
-                device_path,
-                "can not be the same as a volumeMounts mountPath",
-            )
-        device_paths.add(device_path)
+_SOURCE_CHECKS: Final[Mapping[str, Callable[[JsonMap, Path], Iterator[FieldError]]]] = {
+    "hostPath": _check_host_path,
+    "configMap": _check_config_map,
+    "secret": _check_secret,
+    "emptyDir": _check_empty_dir,
+    "persistentVolumeClaim": _required("claimName"),
+    "downwardAPI": _check_downward_api,
+    "projected": _check_projected,
+    "nfs": _required("server", "path"),
+    "csi": _required("driver"),
+    "image": _required("reference"),
+}
+"""The rules of each volume source; a source not listed has none beyond being an object."""
