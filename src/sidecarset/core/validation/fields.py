@@ -16,11 +16,13 @@ JsonMap = Mapping[str, object]
 
 
 def str_field(body: JsonMap, key: str) -> str:
+    """The string at `key`; "" when absent or not a string."""
     value = body.get(key)
     return value if isinstance(value, str) else ""
 
 
 def int_field(body: JsonMap, key: str) -> int | None:
+    """The integer at `key` (a whole float counts, a bool does not); None otherwise."""
     value = body.get(key)
     if isinstance(value, bool):
         return None
@@ -32,11 +34,13 @@ def int_field(body: JsonMap, key: str) -> int | None:
 
 
 def map_field(body: JsonMap, key: str) -> JsonMap | None:
+    """The object at `key`; None when absent or not an object."""
     value = body.get(key)
     return value if isinstance(value, Mapping) else None
 
 
 def object_items(body: JsonMap, key: str) -> Iterator[tuple[int, JsonMap]]:
+    """The objects in the list at `key`, with their index in the list; other items are skipped."""
     value = body.get(key)
     if isinstance(value, list):
         for i, item in enumerate(value):
@@ -45,17 +49,20 @@ def object_items(body: JsonMap, key: str) -> Iterator[tuple[int, JsonMap]]:
 
 
 def str_list(body: JsonMap, key: str) -> list[str]:
+    """The strings in the list at `key`; other items are skipped."""
     value = body.get(key)
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def has_field(body: JsonMap, key: str) -> bool:
+    """Whether `key` is set to anything but null."""
     return body.get(key) is not None
 
 
 def check_enum(
     body: JsonMap, key: str, path: Path, supported: Sequence[str]
 ) -> Iterator[FieldError]:
+    """An optional string field that, when set, must be one of `supported`."""
     value = str_field(body, key)
     if value and value not in supported:
         yield FieldError.not_supported(path.child(key), value, supported)
