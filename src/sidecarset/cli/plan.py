@@ -40,7 +40,7 @@ from sidecarset.core import model, rollout, round_decision, selectors, status, w
 from sidecarset.core.errors import ModelError
 from sidecarset.core.model import IntOrString, LabelSelector
 from sidecarset.core.podview import PodKey, PodView
-from sidecarset.core.rollout import Hold
+from sidecarset.core.rollout.round_plan import Hold
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import resource_path
 
