@@ -20,7 +20,6 @@ from typing import Any
 
 import structlog
 
-from sidecarset.app import revision_lookup
 from sidecarset.app.projections import NamespaceView, SidecarSetEntry
 from sidecarset.core import injection, model, patches, selectors
 from sidecarset.shell import admission, metrics
@@ -87,7 +86,7 @@ def versions_for(
             continue
         if stored is None:
             stored = list(revisions())
-        historic = revision_lookup.historic(entry.raw, live, stored)
+        historic = injection.resolve_pinned_revision(entry.raw, live, stored)
         chosen.append(injection.choose_revision(live, historic, pod_labels=labels, draw=draw()))
     return chosen
 

@@ -59,8 +59,7 @@ def label_index_value(key: str, value: str) -> str:
 
 
 def injected_names(pod: PodView) -> frozenset[str]:
-    raw = pod.annotations.get(wire.INJECTED_LIST_ANNOTATION, "")
-    return frozenset(name for name in raw.split(",") if name)
+    return wire.read_injected_list(pod.annotations)
 
 
 def pod_keys(sidecarsets: Store[SidecarSetEntry]) -> Callable[[Event[PodView]], Iterable[str]]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from sidecarset.app import inject_webhook, reconciler
+from sidecarset.app import inject_webhook
 from sidecarset.app.projections import SidecarSetEntry
 from sidecarset.core import conversion, defaults, injection, model, validation
 from sidecarset.core import revisions as revision_history
@@ -137,7 +137,7 @@ def sidecarset_from_manifest(
     try:
         parsed = model.parse_sidecarset(defaulted)
         if not parsed.status.latest_revision:
-            records = reconciler.revision_records(parsed.name, list(revisions))
+            records = revision_history.revision_records(parsed.name, list(revisions))
             decision = revision_history.decide_revision(
                 parsed, records, collision_count=parsed.status.collision_count or 0
             )

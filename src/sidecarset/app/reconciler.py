@@ -9,8 +9,7 @@ event (the pod cache catching up) refreshes it.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,26 +32,6 @@ ROLLING_RESYNC = 5.0
 
 ROLLOUT_STATES = ("matched", "updated", "ready", "updated_ready", "missed_injection")
 """The `state` label values of `sidecarset_pods`."""
-
-
-def revision_records(
-    name: str, objects: Sequence[dict[str, Any]]
-) -> list[revisions.RevisionRecord]:
-    records = []
-    for obj in objects:
-        meta = obj.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        if labels.get(wire.SIDECARSET_NAME_LABEL) != name:
-            continue
-        records.append(
-            revisions.RevisionRecord(
-                name=str(meta.get("name", "")),
-                revision=int(obj.get("revision") or 0),
-                data=json.dumps(obj.get("data"), sort_keys=True),
-                labels=dict(labels),
-            )
-        )
-    return records
 
 
 class SidecarSetReconciler:
@@ -141,7 +120,7 @@ class SidecarSetReconciler:
             injected=self._pods.by_index("injected", name),
             uninjected=self._uninjected(sidecarset),
             namespace_labels=self._namespace_labels,
-            revision_records=revision_records(name, self._revisions.values()),
+            revision_records=revisions.revision_records(name, self._revisions.values()),
             now=now,
             pending=self._writer.pending(),
             judgements=self._judgements.setdefault(name, candidates.Judgements()),

@@ -16,12 +16,11 @@ from typing import Any
 
 import msgspec
 
-from sidecarset.app import revision_lookup
 from sidecarset.app.projections import SidecarSetEntry
 from sidecarset.app.settings import OperatorSettings
 from sidecarset.core import conversion, defaults, model, validation
 from sidecarset.core.errors import ModelError
-from sidecarset.core.injection import RevisionLookupFailed
+from sidecarset.core.injection.revision_choice import RevisionLookupFailed, find_revision
 from sidecarset.shell import admission
 from sidecarset.shell.store import Store
 
@@ -186,7 +185,7 @@ class SidecarSetAdmission:
             parsed = model.parse_sidecarset(new)
         except ModelError:
             return None  # validation reports the type errors itself
-        found = revision_lookup.find_revision(parsed, self._revisions.values())
+        found = find_revision(parsed, self._revisions.values())
         if found is None:
             return None
         if isinstance(found, RevisionLookupFailed):

@@ -28,7 +28,7 @@ import structlog
 
 from sidecarset.core import conversion, model, revisions, wire
 from sidecarset.core.podview import PodKey, PodView
-from sidecarset.core.rollout import ImageChange, PodConditionUpdate, PodUpdate
+from sidecarset.core.rollout.in_place_update import ImageChange, PodConditionUpdate, PodUpdate
 from sidecarset.shell import metrics
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import STRATEGIC_MERGE_PATCH, KubeClient, resource_path

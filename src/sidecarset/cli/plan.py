@@ -21,7 +21,6 @@ import msgspec
 import typer
 
 from sidecarset.app import webhooks_config
-from sidecarset.app.reconciler import revision_records
 from sidecarset.cli import render
 from sidecarset.cli.connection import CONTROLLER_REVISIONS, Cluster, connect
 from sidecarset.cli.errors import CliError
@@ -36,11 +35,11 @@ from sidecarset.cli.options import (
     resolve,
 )
 from sidecarset.cli.status import summary
-from sidecarset.core import model, rollout, round_decision, selectors, status, wire
+from sidecarset.core import model, revisions, rollout, round_decision, selectors, status, wire
 from sidecarset.core.errors import ModelError
 from sidecarset.core.model import IntOrString, LabelSelector
 from sidecarset.core.podview import PodKey, PodView
-from sidecarset.core.rollout import Hold
+from sidecarset.core.rollout.round_plan import Hold
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import resource_path
 
@@ -147,7 +146,7 @@ def explain(
         injected=injected,
         uninjected=uninjected,
         namespace_labels=labels.get,
-        revision_records=revision_records(ss.name, revision_objects),
+        revision_records=revisions.revision_records(ss.name, revision_objects),
         now=now,
         excluded_namespaces=excluded_namespaces,
         skipped_priority_classes=skipped_priority_classes,

@@ -17,7 +17,6 @@ from typing import Annotated, Any
 
 import typer
 
-from sidecarset.app.reconciler import revision_records
 from sidecarset.cli import render
 from sidecarset.cli.connection import Cluster, connect
 from sidecarset.cli.errors import CliError
@@ -149,7 +148,7 @@ class Revision:
 def revision_history(live: model.SidecarSet, objects: Sequence[dict[str, Any]]) -> list[Revision]:
     """The SidecarSet's revisions, oldest first; `current` marks the newest one holding the
     live spec, compared as the controller compares them (decoded JSON, not names or bytes)."""
-    records = {r.name: r for r in revision_records(live.name, objects)}
+    records = {r.name: r for r in revisions.revision_records(live.name, objects)}
     live_data = revisions.revision_data(live)
     holding = [r for r in records.values() if revisions.same_data(r.data, live_data)]
     current = max(holding, key=lambda r: r.revision).name if holding else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sidecarset.core.injection import InjectedContainer, Injection, Placement
+from sidecarset.core.injection.result import InjectedContainer, Injection, Placement
 from sidecarset.core.model import JsonObject, copy_json
 
 __all__ = ["JsonPatchOp", "escape_pointer", "for_injection"]

@@ -20,8 +20,9 @@ recognised and reused.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
+from typing import Any
 
 import msgspec
 
@@ -42,6 +43,7 @@ __all__ = [
     "revision_hash",
     "revision_labels",
     "revision_name",
+    "revision_records",
     "revisions_in_use",
     "revisions_to_prune",
     "same_data",
@@ -64,6 +66,26 @@ class RevisionRecord(msgspec.Struct, frozen=True, kw_only=True):
     revision: int
     data: str
     labels: Mapping[str, str] = {}
+
+
+def revision_records(name: str, objects: Iterable[Mapping[str, Any]]) -> list[RevisionRecord]:
+    """The ControllerRevision objects (as the API returns them) that belong to SidecarSet `name`,
+    as records; the data is kept as sorted-key JSON, compared decoded by `same_data`."""
+    records = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get(wire.SIDECARSET_NAME_LABEL) != name:
+            continue
+        records.append(
+            RevisionRecord(
+                name=str(meta.get("name", "")),
+                revision=int(obj.get("revision") or 0),
+                data=json.dumps(obj.get("data"), sort_keys=True),
+                labels=dict(labels),
+            )
+        )
+    return records
 
 
 class RevisionAction(StrEnum):

@@ -44,7 +44,7 @@ from sidecarset.core import wire
 from sidecarset.core.candidates import PodStateKind
 from sidecarset.core.model import Condition, SidecarSet, SidecarSetStatus
 from sidecarset.core.podview import PodKey, PodView
-from sidecarset.core.rollout import Hold, RoundPlan
+from sidecarset.core.rollout.round_plan import Hold, RoundPlan
 
 __all__ = [
     "ALL_INJECTED",

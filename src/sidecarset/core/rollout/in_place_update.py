@@ -1,29 +1,8 @@
-"""One rollout round: which matched pods get new sidecar images now, and why every other waits.
+"""What one pod's in-place update writes (behaviour.md §7.5, §8.2, §8.3): new sidecar images and
+the annotations that record them, or a hot-upgrade reset.
 
-`plan_round` decides (behaviour.md §7.1-§7.4, §8.3); `pod_update` and `flip_update` say how
-one pod changes (§7.5, §8.2, §8.3). The reconciler applies a `RoundPlan` with conditional writes,
-`plan` prints it, and tests assert on it. Nothing here reads a clock or the API: `now` is a
-parameter.
-
-The unavailability budget, stricter than Kruise on purpose (behaviour.md §12.2):
-
-* A matched pod is *disrupted* when it is updated but not available (not state consistent, not
-  Ready, or its hot upgrade awaits the reset), or when it is in the middle of an update: a
-  sidecar is still being rolled by the kubelet, a hot upgrade awaits its reset, or a write of
-  ours has not yet shown up in `pods` (`pending`).
-* Taking a pod costs one unit of `maxUnavailable`, unless it is already disrupted (the count does
-  not grow) or the update changes no image of an available pod (no container restarts).
-  Not-ready candidates are still taken, first (the default order puts them in front, and they
-  are down already), but they pay like any other: Kruise updates them for free, without limit.
-* So, counted over `pods`, the disrupted pods after the round never exceed
-  `max(maxUnavailable, disrupted before the round)`: at no moment are more than maxUnavailable
-  pods updating or updated-but-not-ready because of this controller.
-* The walk does not stop at the first pod that doesn't fit: later pods that cost nothing are
-  still taken (how a pod stuck mid hot upgrade gets a fixed image while the budget is spent).
-* `maxUnavailable: 0` means no pod may be disrupted: only free updates happen.
-
-Hot-upgrade resets (flips) no longer end the round (behaviour.md §12.15): a flipped pod is already
-disrupted, is held `inFlight` for this round, and other pods proceed within the budget.
+Round planning decides *which* pods change; this module decides *how* one pod changes, so the
+plan, `sidecarset plan` and the tests can show the exact patch before anything is written.
 
 Rolling back a hot upgrade whose new twin never became ready reverts the pod: the idle twin
 still runs the wanted image, so it becomes the working twin again and the failed twin gets the
@@ -35,64 +14,27 @@ crash-looping and never ready to flip: a rollback could never recover it.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from enum import StrEnum
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 import msgspec
 
-from sidecarset.core import candidates, injection, ordering, selectors, wire
-from sidecarset.core.candidates import Blocker, Location, PodState, PodStateKind, Sidecar
-from sidecarset.core.errors import FieldError
-from sidecarset.core.model import IntOrString, SidecarSet
+from sidecarset.core import candidates, wire
+from sidecarset.core.candidates import Blocker, Location, Sidecar
+from sidecarset.core.injection.pod_annotations import patch_metadata
+from sidecarset.core.injection.result import InjectionDenied
+from sidecarset.core.model import SidecarSet
 from sidecarset.core.podview import ContainerView, InitContainerView, PodKey, PodView
 
 __all__ = [
-    "PENDING_WRITE_RECHECK",
-    "PROGRESS_RECHECK",
-    "Budget",
-    "Hold",
     "ImageChange",
     "PodConditionUpdate",
     "PodUpdate",
-    "RoundPlan",
+    "changes_images",
     "flip_update",
-    "matched_pods",
-    "max_unavailable_count",
-    "partition_count",
-    "plan_round",
     "pod_update",
     "upgradable_condition_update",
 ]
-
-PENDING_WRITE_RECHECK = timedelta(seconds=1)
-"""Requeue delay while a write of ours is not yet visible in the pods we were given (Kruise: 1s)."""
-
-PROGRESS_RECHECK = timedelta(seconds=10)
-"""Requeue delay while pods wait for the budget or for the kubelet. Pod events normally trigger
-the next round sooner; this is the safety net should one be missed."""
-
-
-class Hold(StrEnum):
-    """Why a matched pod is not updated this round."""
-
-    UPDATED = "updated"
-    """Already on the SidecarSet's current hash."""
-    PAUSED = "paused"
-    """`updateStrategy.paused`."""
-    NOT_SELECTED = "notSelected"
-    """Outside the canary `updateStrategy.selector`."""
-    PARTITION = "partition"
-    """Among the last `partition` waiting pods, kept on the old version."""
-    BUDGET = "budget"
-    """`maxUnavailable` is spent."""
-    NOT_UPGRADABLE = "notUpgradable"
-    """The change cannot be applied in place; `RoundPlan.blocked` names the field."""
-    IN_FLIGHT = "inFlight"
-    """A previous update or hot-upgrade reset of this pod has not finished (or is made now)."""
-    NOT_UPDATE = "notUpdate"
-    """`updateStrategy.type: NotUpdate`."""
 
 
 class ImageChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -134,308 +76,6 @@ class PodUpdate(msgspec.Struct, frozen=True, kw_only=True):
     repairs: tuple[str, ...] = ()
     """Annotation keys whose unreadable value this update replaces (written afresh with only
     this SidecarSet's entry, as Kruise does; the others record theirs again on their rounds)."""
-
-
-class Budget(msgspec.Struct, frozen=True, kw_only=True):
-    """The arithmetic behind a round, for `plan` output and status messages."""
-
-    matched: int
-    max_unavailable: int
-    partition: int
-    disrupted: tuple[PodKey, ...]
-    """Disrupted pods before the round, sorted."""
-    used: int
-    """Disrupted pods once this round's updates land (counted as the module docstring says)."""
-
-
-class RoundPlan(msgspec.Struct, frozen=True, kw_only=True):
-    """This round's writes and the reason every other matched pod waits.
-
-    Every matched pod is in exactly one of `update` and `held`; pods in `flip` are held
-    `inFlight`. `update` is in update order. `blocked` gives the field that blocks every matched
-    pod that cannot be updated in place, whatever its hold (a paused rollout still reports
-    them); a pod whose update would fail to apply is reported once the budget reaches it.
-    `states` is every matched pod's classification. `conditions` are SidecarSetUpgradable=False
-    writes for pods held `notUpgradable` whose condition does not say so yet. `warnings` name
-    strategy fields that could not be read (and the safe value used instead).
-    """
-
-    update: tuple[PodUpdate, ...]
-    flip: tuple[PodUpdate, ...]
-    held: Mapping[PodKey, Hold]
-    blocked: Mapping[PodKey, Blocker]
-    states: Mapping[PodKey, PodState]
-    conditions: tuple[PodConditionUpdate, ...]
-    budget: Budget
-    requeue_after: timedelta | None
-    warnings: tuple[str, ...] = ()
-    matched: tuple[candidates.Judged, ...] = ()
-    """Every matched pod with its key and state, sorted by key: what the status counts."""
-
-    @property
-    def updated_keys(self) -> tuple[PodKey, ...]:
-        return tuple(u.pod for u in self.update)
-
-
-# --- the round --------------------------------------------------------------------------------
-
-
-def matched_pods(
-    sidecarset: SidecarSet,
-    pods: Sequence[PodView],
-    judgements: candidates.Judgements | None = None,
-) -> tuple[PodView, ...]:
-    """The pods this SidecarSet rolls and counts (behaviour.md §3.2), sorted by namespace/name."""
-    judged = (judgements or candidates.Judgements()).judge(sidecarset, pods)
-    return tuple(pod for _, pod, _ in judged)
-
-
-def plan_round(
-    sidecarset: SidecarSet,
-    pods: Sequence[PodView],
-    now: datetime,
-    *,
-    latest_revision: str | None = None,
-    pending: Collection[PodKey] = (),
-    judgements: candidates.Judgements | None = None,
-) -> RoundPlan:
-    """Choose this round's pods; never grows the disrupted count past `maxUnavailable`.
-
-    `pods` are the pods the SidecarSet's selector and namespace scope select (matching, §3.2, is
-    applied here). `pending` are pods with a write of ours not yet visible in `pods`: they are
-    held `inFlight` and count as disrupted. `latest_revision` is recorded in the pods' hash
-    entries (default: `status.latestRevision`). `judgements`, kept by the caller from round to
-    round, spares judging again the pods that did not change (the result is the same).
-    """
-    memo = judgements or candidates.Judgements()
-    judged = memo.judge(sidecarset, pods)
-    states = {key: state for key, _, state in judged}
-    strategy = sidecarset.spec.update_strategy
-    total = len(judged)
-    warnings: list[str] = []
-    max_unavailable = max_unavailable_count(strategy.max_unavailable, total)
-    if max_unavailable is None:
-        warnings.append(_bad_value("maxUnavailable", strategy.max_unavailable, "updating none"))
-        max_unavailable = 0
-    partition = partition_count(strategy.partition, total)
-    if partition is None:
-        warnings.append(_bad_value("partition", strategy.partition, "holding every pod"))
-        partition = total
-
-    # One pass over the matched pods: a settled SidecarSet with thousands of pods spends its
-    # round here.
-    pending_keys = set(pending) & states.keys() if pending else set()
-    disrupted = set(pending_keys)
-    blocked: dict[PodKey, Blocker] = {}
-    held: dict[PodKey, Hold] = {}
-    outdated: list[candidates.Judged] = []
-    for item in judged:
-        key, _, state = item
-        if state.kind is PodStateKind.UPDATED:
-            held[key] = Hold.UPDATED
-            if not (state.consistent and state.ready):
-                disrupted.add(key)
-        else:
-            outdated.append(item)
-            if state.kind is PodStateKind.IN_FLIGHT or state.hot_upgrade_pending:
-                disrupted.add(key)
-        if state.blocker is not None:
-            blocked[key] = state.blocker
-
-    def finish(
-        updates: Sequence[PodUpdate] = (),
-        flips: Sequence[PodUpdate] = (),
-        conditions: Sequence[PodConditionUpdate] = (),
-        used: int | None = None,
-    ) -> RoundPlan:
-        return RoundPlan(
-            update=tuple(updates),
-            flip=tuple(flips),
-            held=held,
-            blocked=blocked,
-            states=states,
-            conditions=tuple(conditions),
-            budget=Budget(
-                matched=total,
-                max_unavailable=max_unavailable,
-                partition=partition,
-                disrupted=tuple(sorted(disrupted)),
-                used=len(disrupted) if used is None else used,
-            ),
-            requeue_after=_requeue_after(held, pending_keys, updates, flips),
-            warnings=tuple(warnings),
-            matched=judged,
-        )
-
-    if strategy.is_not_update or strategy.paused:
-        reason = Hold.NOT_UPDATE if strategy.is_not_update else Hold.PAUSED
-        held.update((key, reason) for key, _, _ in outdated)
-        return finish()
-
-    if not outdated and not any(sidecar.is_hot for sidecar in candidates.sidecars(sidecarset)):
-        return finish()  # settled: nothing to update, and only a hot upgrade can flip
-    matched = tuple(pod for _, pod, _ in judged)
-    flips = _flips(sidecarset, matched, now, pending_keys)
-    flipping = {flip.pod for flip in flips}
-    held.update((key, Hold.IN_FLIGHT) for key in flipping)
-    waiting: list[PodView] = []
-    not_upgradable: list[PodKey] = []
-    for key, pod, state in outdated:
-        if not _is_selected(sidecarset, pod):
-            held[key] = Hold.NOT_SELECTED
-        elif key in pending_keys or key in flipping:
-            held[key] = Hold.IN_FLIGHT
-        elif state.kind is PodStateKind.NOT_UPGRADABLE:
-            held[key] = Hold.NOT_UPGRADABLE
-            not_upgradable.append(key)
-        elif state.kind is PodStateKind.IN_FLIGHT:
-            held[key] = Hold.IN_FLIGHT
-        else:
-            waiting.append(pod)
-
-    ordered = ordering.order(waiting, strategy, matched, memo.sort_keys)
-    cut = max(0, len(ordered) - partition)
-    held.update((pod.key, Hold.PARTITION) for pod in ordered[cut:])
-
-    updates: list[PodUpdate] = []
-    used = len(disrupted)
-    for pod in ordered[:cut]:
-        key = pod.key
-        if (
-            used >= max_unavailable
-            and key not in disrupted
-            and (not states[key].available or _changes_images(sidecarset, pod))
-        ):
-            # Costs a unit: skip building the update (most of a round's time once the budget
-            # is spent on a large rollout); its blockers are reported once the budget reaches it.
-            held[key] = Hold.BUDGET
-            continue
-        update = pod_update(sidecarset, pod, now, latest_revision=latest_revision)
-        if update.blockers:
-            held[key] = Hold.NOT_UPGRADABLE
-            blocked[key] = update.blockers[0]
-            not_upgradable.append(key)
-            continue
-        free = key in disrupted or (not update.images and states[key].available)
-        cost = 0 if free else 1
-        if used + cost > max_unavailable:
-            held[key] = Hold.BUDGET
-            continue
-        used += cost
-        updates.append(update)
-
-    by_key = {key: pod for key, pod, _ in outdated} if not_upgradable else {}
-    conditions = [
-        condition
-        for key in sorted(not_upgradable)
-        if (condition := upgradable_condition_update(by_key[key], sidecarset.name, False, now))
-        is not None
-    ]
-    return finish(updates, flips, conditions, used)
-
-
-def _is_disrupted(state: PodState) -> bool:
-    if state.updated:
-        return not state.available
-    return state.kind is PodStateKind.IN_FLIGHT or state.hot_upgrade_pending
-
-
-def _is_selected(sidecarset: SidecarSet, pod: PodView) -> bool:
-    selector = sidecarset.spec.update_strategy.selector
-    if selector is None:
-        return True
-    # Kruise: an invalid canary selector selects nothing.
-    return selectors.matches_or_false(selector, pod.labels)
-
-
-def _flips(
-    sidecarset: SidecarSet,
-    matched: Sequence[PodView],
-    now: datetime,
-    pending: Collection[PodKey],
-) -> list[PodUpdate]:
-    flips: list[PodUpdate] = []
-    if not any(sidecar.is_hot for sidecar in candidates.sidecars(sidecarset)):
-        return flips  # only a hot upgrade can be flip-ready
-    for pod in matched:
-        if pod.key in pending or not candidates.is_flip_ready(sidecarset, pod):
-            continue
-        flip = flip_update(sidecarset, pod, now)
-        if flip is not None and not flip.blockers:
-            flips.append(flip)
-    return flips
-
-
-def _requeue_after(
-    held: Mapping[PodKey, Hold],
-    pending: Collection[PodKey],
-    updates: Sequence[PodUpdate],
-    flips: Sequence[PodUpdate],
-) -> timedelta | None:
-    if pending:
-        return PENDING_WRITE_RECHECK
-    holds = set(held.values())
-    waiting = Hold.BUDGET in holds or Hold.IN_FLIGHT in holds
-    if updates or flips or waiting:
-        return PROGRESS_RECHECK
-    return None
-
-
-# --- partition and maxUnavailable arithmetic (behaviour.md §7.4) -------------------------------
-
-_PERCENT = re.compile(r"^([0-9]+)%$")
-
-
-def _scaled(value: IntOrString, total: int) -> tuple[int, bool] | None:
-    """(count, was_percent), percentages rounded up; None for an unreadable value."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return (value, False) if value >= 0 else None
-    match = _PERCENT.match(value)
-    if match is None:
-        return None
-    percent = int(match.group(1))
-    return (percent * total + 99) // 100, True
-
-
-def partition_count(partition: IntOrString | None, matched: int) -> int | None:
-    """How many waiting pods to keep on the old version (Kruise CalculatePartitionReplicas).
-
-    An int as is; a percentage of `matched` rounded up, except that a percentage other than
-    exactly "100%" that rounds up to all pods (with more than one) keeps one pod fewer, so
-    "99%" of 5 pods is 4; clamped to [0, matched]. Unset is 0; None for an unreadable value.
-    """
-    if partition is None:
-        return 0
-    scaled = _scaled(partition, matched)
-    if scaled is None:
-        return None
-    count, percent = scaled
-    if percent and matched > 1 and count == matched and partition != "100%":
-        count = matched - 1
-    return max(0, min(count, matched))
-
-
-def max_unavailable_count(max_unavailable: IntOrString | None, matched: int) -> int | None:
-    """The unavailability budget: an int as is, or a percentage of `matched` rounded up (so 5% of
-    5 pods is 1). Unset is 1; None for an unreadable value."""
-    if max_unavailable is None:
-        return 1
-    scaled = _scaled(max_unavailable, matched)
-    return None if scaled is None else scaled[0]
-
-
-def _bad_value(field: str, value: object, consequence: str) -> str:
-    error = FieldError.invalid(
-        f"spec.updateStrategy.{field}",
-        value,
-        f'must be a non-negative integer or a percentage such as "20%"; {consequence}',
-    )
-    return str(error)
-
-
-# --- one pod's mutation (behaviour.md §7.5, §8.2, §8.3) -----------------------------------------
 
 
 def pod_update(
@@ -580,7 +220,7 @@ def upgradable_condition_update(
     )
 
 
-def _changes_images(sidecarset: SidecarSet, pod: PodView) -> bool:
+def changes_images(sidecarset: SidecarSet, pod: PodView) -> bool:
     """Whether `pod_update` would change an image of `pod`, without building the update."""
     sidecars = candidates.sidecars(sidecarset)
     working = _read_working(pod, []) if any(s.is_hot for s in sidecars) else {}
@@ -810,8 +450,8 @@ def _apply_patch_pod_metadata(
 ) -> None:
     """patchPodMetadata exactly as injection applies it (Retain, Overwrite, MergePatchJson)."""
     try:
-        patched = injection.patch_metadata(annotations, sidecarset)
-    except injection.InjectionDenied as exc:
+        patched = patch_metadata(annotations, sidecarset)
+    except InjectionDenied as exc:
         blockers.append(
             Blocker(field="spec.patchPodMetadata", message=f"{exc.error.path}: {exc.error.detail}")
         )
