@@ -1004,3 +1004,46 @@ def test_partial_policy_with_an_unreadable_partition_fails() -> None:
 
     with pytest.raises(injection.RevisionChoiceError, match="percentage"):
         injection.choose_revision(live, HISTORIC, pod_labels={}, draw=0.0)
+
+
+# --- names across the two container lists -----------------------------------------------------
+
+
+def test_a_sidecar_named_like_one_of_the_pods_init_containers_denies_naming_both() -> None:
+    pod = make_pod(initContainers=[{"name": "filebeat", "image": "setup:1"}])
+    sidecarset = make_sidecarset(containers=[sidecar("filebeat")])
+
+    with pytest.raises(injection.InjectionDenied) as caught:
+        run(pod, sidecarset)
+
+    assert caught.value.error.path == "spec.containers[0].name"  # BeforeAppContainer
+    assert "SidecarSet logs injects 'filebeat'" in str(caught.value)
+    assert "spec.initContainers" in str(caught.value)
+
+
+def test_an_init_sidecar_named_like_an_app_container_denies() -> None:
+    pod = make_pod({"name": "agent", "image": "app:1"})
+    sidecarset = make_sidecarset(containers=[], initContainers=[sidecar("agent")])
+
+    with pytest.raises(
+        injection.InjectionDenied, match=r"already used in the pod's spec\.containers"
+    ):
+        run(pod, sidecarset)
+
+
+def test_two_sidecarsets_injecting_one_name_into_both_lists_deny() -> None:
+    init = make_sidecarset("a", containers=[], initContainers=[sidecar("shared")])
+    main = make_sidecarset("b", containers=[sidecar("shared")])
+
+    with pytest.raises(injection.InjectionDenied, match="'shared'"):
+        run(make_pod(), init, main)
+
+
+def test_a_same_list_name_still_replaces_the_pods_container_as_kruise_does() -> None:
+    pod = make_pod({"name": "app", "image": "app:1"}, {"name": "filebeat", "image": "old:1"})
+    sidecarset = make_sidecarset(containers=[sidecar("filebeat", image="new:2")])
+
+    _, injected = run(pod, sidecarset)
+
+    assert [c["name"] for c in injected["spec"]["containers"]] == ["app", "filebeat"]
+    assert container(injected, "filebeat")["image"] == "new:2"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sidecarset.core import wire
+from sidecarset.core.errors import FieldError
 from sidecarset.core.injection.matching import (
     PodSkip,
     Skip,
@@ -19,7 +20,13 @@ from sidecarset.core.injection.matching import (
 from sidecarset.core.injection.placement import place, volumes_and_secrets
 from sidecarset.core.injection.pod_annotations import patch_metadata, read_hashes, record_injection
 from sidecarset.core.injection.pod_json import as_mapping, name_of, objects, str_map, text
-from sidecarset.core.injection.result import Injection, PodShape
+from sidecarset.core.injection.result import (
+    InjectedContainer,
+    Injection,
+    InjectionDenied,
+    Placement,
+    PodShape,
+)
 from sidecarset.core.injection.sidecar_container import PodContext, build_sidecarset
 from sidecarset.core.model import JsonObject, SidecarSet
 
@@ -111,6 +118,7 @@ def inject(
         warnings,
         "container",
     )
+    _refuse_cross_list_names(spec, init_containers, containers)
     volumes: tuple[JsonObject, ...] = ()
     secrets: tuple[str, ...] = ()
     duplicate_secrets: tuple[int, ...] = ()
@@ -144,6 +152,47 @@ def inject(
         overwritten_annotations=tuple(sorted(k for k in changes if k in annotations)),
         warnings=tuple(warnings),
     )
+
+
+def _refuse_cross_list_names(
+    spec: Mapping[str, object],
+    init_containers: Sequence[InjectedContainer],
+    containers: Sequence[InjectedContainer],
+) -> None:
+    """Deny a sidecar whose name is taken in the pod's other container list.
+
+    Container names are unique across `initContainers` and `containers` together. A name met in
+    the same list replaces that container (Kruise's rule, in `place`); one met in the other list
+    would give the API server a pod it rejects as "Duplicate value", without saying which
+    SidecarSet caused it (Kruise creates that pod and lets it be rejected). Naming both here is
+    the same refusal, made readable.
+    """
+    pod_names = {
+        "spec.initContainers": {name_of(c) for c in objects(spec.get("initContainers"))},
+        "spec.containers": {name_of(c) for c in objects(spec.get("containers"))},
+    }
+    added = {
+        "spec.initContainers": init_containers,
+        "spec.containers": containers,
+    }
+    for field, other in (
+        ("spec.containers", "spec.initContainers"),
+        ("spec.initContainers", "spec.containers"),
+    ):
+        taken = pod_names[other] | {
+            text(c.body.get("name")) for c in added[other] if c.placement is not Placement.IN_PLACE
+        }
+        for c in added[field]:
+            name = text(c.body.get("name"))
+            if c.placement is not Placement.IN_PLACE and name in taken:
+                raise InjectionDenied(
+                    FieldError.duplicate(
+                        f"{field}[{c.index}].name",
+                        name,
+                        f"SidecarSet {c.sidecarset} injects {name!r}, a name already used in the"
+                        f" pod's {other}; container names must be unique across both lists",
+                    )
+                )
 
 
 def _pod_shape(pod: Mapping[str, object]) -> PodShape:
