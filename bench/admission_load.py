@@ -29,7 +29,7 @@ from typing import Any
 
 from bench import harness, workload
 from bench.harness import Cluster, ms, percentile
-from sidecarset.app import projections
+from sidecarset.app import cached_objects
 from sidecarset.app.inject_webhook import PodInjector
 from sidecarset.app.webhooks_config import TIMEOUT_SECONDS
 from sidecarset.core import defaults
@@ -52,7 +52,7 @@ async def _idle(seconds: float) -> float:
     return seconds
 
 
-def _sidecarset() -> projections.SidecarSetEntry:
+def _sidecarset() -> cached_objects.SidecarSetEntry:
     body = {
         "apiVersion": "apps.kruise.io/v1alpha1",
         "kind": "SidecarSet",
@@ -63,14 +63,14 @@ def _sidecarset() -> projections.SidecarSetEntry:
             "containers": [{"name": "shipper", "image": "shipper:1"}],
         },
     }
-    return projections.entry(defaults.apply_defaults(body))
+    return cached_objects.entry(defaults.apply_defaults(body))
 
 
 async def _injector(client: KubeClient) -> PodInjector:
-    sidecarsets: Store[projections.SidecarSetEntry] = Store("sidecarsets")
+    sidecarsets: Store[cached_objects.SidecarSetEntry] = Store("sidecarsets")
     entry = _sidecarset()
     await sidecarsets.replace({entry.name: entry})
-    namespaces: Store[projections.NamespaceView] = Store("namespaces")
+    namespaces: Store[cached_objects.NamespaceView] = Store("namespaces")
     await namespaces.replace({})  # every review misses: the lookup is made every time
     return PodInjector(
         sidecarsets=sidecarsets,

@@ -21,16 +21,16 @@ from typing import Any
 
 from bench import harness
 from bench.harness import Cluster, ms, percentile
+from sidecarset.app.cached_objects import NamespaceView, SidecarSetEntry
 from sidecarset.app.controller import (
     _injected_index,
     _uninjected_index,
     _uninjected_label_index,
 )
-from sidecarset.app.mapping import UNINJECTED_BY_LABEL
-from sidecarset.app.projections import NamespaceView, SidecarSetEntry
+from sidecarset.app.event_routing import UNINJECTED_BY_LABEL
 from sidecarset.app.reconciler import SidecarSetReconciler
 from sidecarset.app.writer import Writer
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.core.model import SidecarSet, parse_sidecarset
 from sidecarset.core.podview import PodView, podview_from_dict
 from sidecarset.shell.store import Store
@@ -60,7 +60,9 @@ def _pod(n: int) -> PodView:
     injected = n % 2 == 0
     selected = injected or n % 10 == 1
     app = f"svc-{n % SIDECARSETS}" if selected else f"other-{n % 50}"
-    annotations = {wire.INJECTED_LIST_ANNOTATION: f"set-{n % SIDECARSETS}"} if injected else {}
+    annotations = (
+        {pod_contract.INJECTED_LIST_ANNOTATION: f"set-{n % SIDECARSETS}"} if injected else {}
+    )
     return podview_from_dict(
         {
             "metadata": {

@@ -35,8 +35,16 @@ import msgspec
 
 from bench import harness, workload
 from bench.harness import Cluster
-from sidecarset.app import projections
-from sidecarset.core import candidates, defaults, injection, model, rollout, status, wire
+from sidecarset.app import cached_objects
+from sidecarset.core import (
+    defaults,
+    injection,
+    model,
+    pod_classification,
+    pod_contract,
+    rollout,
+    status,
+)
 from sidecarset.core.podview import PodView
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import STRATEGIC_MERGE_PATCH, KubeClient, resource_path
@@ -72,7 +80,7 @@ def injected_pod(sidecarset: model.SidecarSet, i: int, now: str) -> dict[str, An
     result = injection.inject(
         body,
         [sidecarset],
-        {wire.NAMESPACE_NAME_LABEL: NAMESPACE},
+        {pod_contract.NAMESPACE_NAME_LABEL: NAMESPACE},
         now=now,
         request_namespace=NAMESPACE,
     )
@@ -138,7 +146,7 @@ async def decision_times(client: KubeClient, repeats: int) -> dict[str, Any]:
     decode = 0.0
     async for page in client.list_pages(resource_path("v1", "pods", namespace=NAMESPACE)):
         t0 = time.perf_counter()
-        pods.extend(projections.POD_CODEC.decode_list(page).items)
+        pods.extend(cached_objects.POD_CODEC.decode_list(page).items)
         decode += time.perf_counter() - t0
     raw = await client.get(f"{harness.SIDECARSETS}/{SIDECARSET}")
     settled_set = model.parse_sidecarset(raw)
@@ -167,12 +175,12 @@ def _timed(
     reuse: bool,
 ) -> dict[str, Any]:
     plan_times, status_times, updates = [], [], 0
-    judgements = candidates.Judgements()
+    judgements = pod_classification.Judgements()
     if reuse:
         rollout.plan_round(sidecarset, pods, datetime.now(UTC), judgements=judgements)
     for _ in range(repeats):
         if not reuse:
-            judgements = candidates.Judgements()
+            judgements = pod_classification.Judgements()
         gc.collect()  # a collection owed to the setup must not land inside a timed round
         now = datetime.now(UTC)
         t0 = time.perf_counter()

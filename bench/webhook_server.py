@@ -27,7 +27,7 @@ from typing import Any
 
 from bench import harness, workload
 from bench.harness import Cluster, ms, percentile
-from sidecarset.app import projections
+from sidecarset.app import cached_objects
 from sidecarset.app.inject_webhook import PodInjector
 from sidecarset.shell import admission, logs
 from sidecarset.shell.kube import errors
@@ -369,9 +369,9 @@ async def handler_in_process(client: KubeClient, template: bytes, quick: bool) -
     this machine charges for code and data that went cold between two reviews."""
     logs.configure("warning")  # the handler's per-review debug line is not the work measured
     listed = await client.get(harness.SIDECARSETS)
-    store: Store[projections.SidecarSetEntry] = Store("sidecarsets")
+    store: Store[cached_objects.SidecarSetEntry] = Store("sidecarsets")
     await store.replace(
-        {item["metadata"]["name"]: projections.entry(item) for item in listed["items"]}
+        {item["metadata"]["name"]: cached_objects.entry(item) for item in listed["items"]}
     )
     injector = PodInjector(
         sidecarsets=store,

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.devcluster.controlplane import ControlPlane
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration import kubeobjects as k
@@ -121,13 +121,13 @@ async def test_inject_prints_the_logging_example_with_filebeat_injected(
     assert [c["name"] for c in template["spec"]["containers"]] == ["filebeat", "nginx"]
     filebeat = template["spec"]["containers"][0]
     assert filebeat["image"] == OLD
-    assert {"name": wire.INJECTED_ENV, "value": "true"} in filebeat["env"]
+    assert {"name": pod_contract.INJECTED_ENV, "value": "true"} in filebeat["env"]
     assert {v["name"] for v in template["spec"]["volumes"]} == {
         "log",
         "filebeat-config",
         "filebeat-registry",
     }
-    assert template["metadata"]["annotations"][wire.INJECTED_LIST_ANNOTATION] == "filebeat"
+    assert template["metadata"]["annotations"][pod_contract.INJECTED_LIST_ANNOTATION] == "filebeat"
 
 
 def _without_service_account(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -192,11 +192,14 @@ async def test_offline_injection_is_identical_to_what_the_webhook_injects(
         assert offline_spec["volumes"] == _without_service_account(live_spec["volumes"])
         offline_ann, live_ann = template["metadata"]["annotations"], live["metadata"]["annotations"]
         assert set(offline_ann) == set(live_ann)
-        assert offline_ann[wire.INJECTED_LIST_ANNOTATION] == live_ann[wire.INJECTED_LIST_ANNOTATION]
-        for key in (wire.HASH_ANNOTATION, wire.HASH_WITHOUT_IMAGE_ANNOTATION):
+        assert (
+            offline_ann[pod_contract.INJECTED_LIST_ANNOTATION]
+            == live_ann[pod_contract.INJECTED_LIST_ANNOTATION]
+        )
+        for key in (pod_contract.HASH_ANNOTATION, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION):
             assert _hash_entries(offline_ann, key) == _hash_entries(live_ann, key)
-        entry = wire.read_upgrade_specs(offline_ann, wire.HASH_ANNOTATION)[name]
-        assert entry.hash == stored["metadata"]["annotations"][wire.HASH_ANNOTATION]
+        entry = pod_contract.read_upgrade_specs(offline_ann, pod_contract.HASH_ANNOTATION)[name]
+        assert entry.hash == stored["metadata"]["annotations"][pod_contract.HASH_ANNOTATION]
 
 
 async def test_a_pod_created_from_an_injected_manifest_is_not_injected_twice(
@@ -213,8 +216,8 @@ async def test_a_pod_created_from_an_injected_manifest_is_not_injected_twice(
     [live] = await k.ready_pods(kube, ns, 1)
     assert [c["name"] for c in live["spec"]["containers"]] == ["filebeat", "app"]
     assert (
-        live["metadata"]["annotations"][wire.HASH_ANNOTATION]
-        == injected["metadata"]["annotations"][wire.HASH_ANNOTATION]
+        live["metadata"]["annotations"][pod_contract.HASH_ANNOTATION]
+        == injected["metadata"]["annotations"][pod_contract.HASH_ANNOTATION]
     )
 
 
@@ -256,7 +259,7 @@ async def test_plan_holds_pods_outside_the_canary_selector_and_finds_missed_inje
     ns = cluster.namespace
     name = await cluster.sidecarset(sidecarset(f"canary-{ns[-5:]}", ns))
     await cluster.pods(pod("canary", {"canary": "true"}), pod("p2"), pod("p3"))
-    await k.create(kube, pod("optout", {wire.INJECT_OPT_OUT: "false"}), ns)
+    await k.create(kube, pod("optout", {pod_contract.INJECT_OPT_OUT: "false"}), ns)
     await k.ready_pods(kube, ns, 4)
     await kube.patch(
         resource_path("apps.kruise.io/v1alpha1", "sidecarsets", name=name),
@@ -276,7 +279,7 @@ async def test_plan_holds_pods_outside_the_canary_selector_and_finds_missed_inje
         {
             "pod": f"{ns}/optout",
             "reason": "optedOut",
-            "detail": f"the pod opts out with {wire.INJECT_OPT_OUT}=false",
+            "detail": f"the pod opts out with {pod_contract.INJECT_OPT_OUT}=false",
         }
     ]
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.fixtures.invalid_sidecarsets import INVALID_SIDECARSETS
@@ -56,7 +56,7 @@ async def test_every_nginx_pod_gets_the_filebeat_sidecar_and_its_volumes(
         assert names == ["filebeat", "nginx"]  # BeforeAppContainer by default
         filebeat, nginx = k.container(pod, "filebeat"), k.container(pod, "nginx")
         assert filebeat["image"] == "docker.elastic.co/beats/filebeat:7.16.2"
-        assert {"name": wire.INJECTED_ENV, "value": "true"} in filebeat["env"]
+        assert {"name": pod_contract.INJECTED_ENV, "value": "true"} in filebeat["env"]
         mounts = {m["name"]: m["mountPath"] for m in filebeat["volumeMounts"]}
         assert mounts["log"] == "/var/log/app"
         assert mounts["filebeat-registry"] == "/usr/share/filebeat/data"
@@ -66,15 +66,17 @@ async def test_every_nginx_pod_gets_the_filebeat_sidecar_and_its_volumes(
         assert volumes["filebeat-config"]["configMap"]["name"] == "filebeat-config"
         assert "filebeat-registry" in volumes
         annotations = pod["metadata"]["annotations"]
-        assert annotations[wire.INJECTED_LIST_ANNOTATION] == name
-        hashes = wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)
+        assert annotations[pod_contract.INJECTED_LIST_ANNOTATION] == name
+        hashes = pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION)
         ss = await k.get_sidecarset(kube, name)
-        assert hashes[name].hash == ss["metadata"]["annotations"][wire.HASH_ANNOTATION]
+        assert hashes[name].hash == ss["metadata"]["annotations"][pod_contract.HASH_ANNOTATION]
         assert hashes[name].sidecar_list == ("filebeat",)
-        without = wire.read_upgrade_specs(annotations, wire.HASH_WITHOUT_IMAGE_ANNOTATION)
+        without = pod_contract.read_upgrade_specs(
+            annotations, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION
+        )
         assert (
             without[name].hash
-            == (ss["metadata"]["annotations"][wire.HASH_WITHOUT_IMAGE_ANNOTATION])
+            == (ss["metadata"]["annotations"][pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION])
         )
         assert k.container_status(pod, "nginx")["restartCount"] == 0
 
@@ -94,7 +96,7 @@ async def test_pods_outside_the_selector_are_untouched(
     )
     pod = await kube.get(resource_path("v1", "pods", namespace=namespace, name="plain"))
     assert [c["name"] for c in pod["spec"]["containers"]] == ["app"]
-    assert wire.INJECTED_LIST_ANNOTATION not in (pod["metadata"].get("annotations") or {})
+    assert pod_contract.INJECTED_LIST_ANNOTATION not in (pod["metadata"].get("annotations") or {})
 
 
 async def test_pods_in_other_namespaces_are_untouched(
@@ -137,7 +139,10 @@ async def test_the_opt_out_label_keeps_a_pod_uninjected(
             "kind": "Pod",
             "metadata": {
                 "name": "opted-out",
-                "labels": {"kruise.io/inject-filebeat": "true", wire.INJECT_OPT_OUT: "false"},
+                "labels": {
+                    "kruise.io/inject-filebeat": "true",
+                    pod_contract.INJECT_OPT_OUT: "false",
+                },
             },
             "spec": {"containers": [{"name": "app", "image": "nginx:1.25"}]},
         },
@@ -155,7 +160,7 @@ async def test_the_articles_kruise_manifest_applies_unchanged(
     created = await k.create(kube, sidecarset)
     try:
         annotations = created["metadata"]["annotations"]
-        assert wire.HASH_ANNOTATION in annotations
+        assert pod_contract.HASH_ANNOTATION in annotations
         assert created["spec"]["updateStrategy"]["maxUnavailable"] == 1
         assert created["spec"]["containers"][0]["podInjectPolicy"] == "BeforeAppContainer"
     finally:

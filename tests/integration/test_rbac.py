@@ -32,7 +32,7 @@ import yaml
 
 from sidecarset.app import certificates, webhooks_config
 from sidecarset.app import run as operator_run
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.devcluster.controlplane import ControlPlane
 from sidecarset.shell import pki
 from sidecarset.shell.kube import errors
@@ -286,7 +286,7 @@ async def test_the_operator_does_its_whole_job_with_only_the_charts_permissions(
         await wait_for(  # one per spec, in the release namespace
             lambda: kube.get(
                 resource_path("apps/v1", "controllerrevisions", namespace=identity.namespace),
-                labelSelector=f"{wire.SIDECARSET_NAME_LABEL}={name}",
+                labelSelector=f"{pod_contract.SIDECARSET_NAME_LABEL}={name}",
             ),
             lambda found: len(found["items"]) == 2,
             timeout=30,

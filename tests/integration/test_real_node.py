@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.devcluster.realnode import RealNode
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration import kubeobjects as k
@@ -194,7 +194,7 @@ async def test_a_real_crash_loop_stops_the_rollout_within_budget_as_stalled(
 
 
 HOT = "proxy"
-TWINS = wire.hot_upgrade_names(HOT)
+TWINS = pod_contract.hot_upgrade_names(HOT)
 
 
 def serving_twins(p: Pod) -> list[str]:

@@ -46,7 +46,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sidecarset.app import certificates, webhooks_config
 from sidecarset.app.inject_webhook import PodInjector
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.devcluster.components import OPERATOR, OPERATOR_NAMESPACE, operator_component
 from sidecarset.devcluster.controlplane import (
     ControlPlane,
@@ -284,7 +284,9 @@ def each_sidecar_once(*sidecars: str) -> Callable[[Pod], bool]:
 
     def holds(pod: Pod) -> bool:
         names = container_names(pod)
-        listed = (pod["metadata"].get("annotations") or {}).get(wire.INJECTED_LIST_ANNOTATION, "")
+        listed = (pod["metadata"].get("annotations") or {}).get(
+            pod_contract.INJECTED_LIST_ANNOTATION, ""
+        )
         entries = [n for n in listed.split(",") if n]
         return (
             len(names) == len(set(names))
@@ -741,13 +743,13 @@ async def test_concurrent_writers_lose_no_update_and_nothing_is_injected_twice(
     for pod in done:
         annotations = pod["metadata"]["annotations"]
         assert annotations["reliability/write"] == pod_writes.last[pod["metadata"]["name"]]
-        hashes = wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)
+        hashes = pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION)
         for ss in (final_logs, final_agent):
             assert (
                 hashes[ss["metadata"]["name"]].hash
-                == ss["metadata"]["annotations"][wire.HASH_ANNOTATION]
+                == ss["metadata"]["annotations"][pod_contract.HASH_ANNOTATION]
             ), "a stale write dropped a SidecarSet's hash entry"
-        assert sorted(annotations[wire.INJECTED_LIST_ANNOTATION].split(",")) == sorted(
+        assert sorted(annotations[pod_contract.INJECTED_LIST_ANNOTATION].split(",")) == sorted(
             [logs, agent]
         )
     assert not watcher.violations, watcher.violations

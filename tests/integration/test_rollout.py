@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.shell.kube.client import KubeClient, resource_path
 from tests.integration import kubeobjects as k
 from tests.integration.conftest import OperatorHandle, deployment
@@ -293,7 +293,9 @@ async def test_a_pod_with_an_unreadable_hash_annotation_is_repaired_with_an_even
     name = await sidecarsets.create(k.sidecarset("repair-" + namespace[-5:], namespace))
     [before] = await k.create_ready(kube, namespace, k.pod("p"))
     path = resource_path("v1", "pods", namespace=namespace, name="p")
-    await kube.patch(path, {"metadata": {"annotations": {wire.HASH_ANNOTATION: "{not json"}}})
+    await kube.patch(
+        path, {"metadata": {"annotations": {pod_contract.HASH_ANNOTATION: "{not json"}}}
+    )
     await k.set_image(kube, name, k.NEW)
     after = await wait_for(
         lambda: kube.get(path),
@@ -302,7 +304,9 @@ async def test_a_pod_with_an_unreadable_hash_annotation_is_repaired_with_an_even
         what="the pod updated with a readable hash annotation",
     )
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
-    assert list(json.loads(after["metadata"]["annotations"][wire.HASH_ANNOTATION])) == [name]
+    assert list(json.loads(after["metadata"]["annotations"][pod_contract.HASH_ANNOTATION])) == [
+        name
+    ]
     event = await k.sidecarset_event(kube, name, "PodAnnotationRepaired", timeout=30)
     assert f"{namespace}/p" in event["message"]
     ss = await status_settled(kube, name)
@@ -312,6 +316,8 @@ async def test_a_pod_with_an_unreadable_hash_annotation_is_repaired_with_an_even
 
 def _readable_hash(pod: dict[str, Any]) -> bool:
     try:
-        return isinstance(json.loads(pod["metadata"]["annotations"][wire.HASH_ANNOTATION]), dict)
+        return isinstance(
+            json.loads(pod["metadata"]["annotations"][pod_contract.HASH_ANNOTATION]), dict
+        )
     except (KeyError, ValueError):
         return False

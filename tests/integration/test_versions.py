@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 import yaml
 
-from sidecarset.core import conversion, wire
+from sidecarset.core import conversion, pod_contract
 from sidecarset.devcluster.binaries import Binaries
 from sidecarset.devcluster.controlplane import ControlPlane
 from sidecarset.shell.kube import errors
@@ -116,8 +116,12 @@ async def test_the_articles_sidecarset_as_v1beta1_injects_identically_and_rolls_
             """What injection decided for the pod, without the ServiceAccount token volume the
             API server adds with a random name."""
             annotations = pod["metadata"]["annotations"]
-            hashes = wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)[name]
-            without = wire.read_upgrade_specs(annotations, wire.HASH_WITHOUT_IMAGE_ANNOTATION)
+            hashes = pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION)[
+                name
+            ]
+            without = pod_contract.read_upgrade_specs(
+                annotations, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION
+            )
             filebeat = dict(k.container(pod, "filebeat"))
             filebeat["volumeMounts"] = [
                 m for m in filebeat["volumeMounts"] if not m["name"].startswith("kube-api-access")
@@ -144,7 +148,7 @@ async def test_the_articles_sidecarset_as_v1beta1_injects_identically_and_rolls_
         assert beta_seen == alpha_seen
         stored_beta = await get_as(kube, V1BETA1, beta_name)
         stored_alpha = await get_as(kube, V1BETA1, alpha_name)
-        for key in (wire.HASH_ANNOTATION, wire.HASH_WITHOUT_IMAGE_ANNOTATION):
+        for key in (pod_contract.HASH_ANNOTATION, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION):
             assert stored_beta["metadata"]["annotations"][key]
             assert (
                 stored_beta["metadata"]["annotations"][key]
@@ -192,7 +196,10 @@ async def test_both_versions_read_back_across_operator_and_apiserver_restarts(  
     from_alpha = {
         "apiVersion": V1ALPHA1,
         "kind": "SidecarSet",
-        "metadata": {"name": f"alpha-{suffix}", "labels": {wire.CUSTOM_VERSION_LABEL: "v1"}},
+        "metadata": {
+            "name": f"alpha-{suffix}",
+            "labels": {pod_contract.CUSTOM_VERSION_LABEL: "v1"},
+        },
         "spec": {
             "selector": {"matchLabels": {"app": "none"}},
             "namespace": namespace,
@@ -219,7 +226,7 @@ async def test_both_versions_read_back_across_operator_and_apiserver_restarts(  
     assert in_etcd["apiVersion"] == V1BETA1
     assert "namespace" not in in_etcd["spec"]
     assert in_etcd["spec"]["namespaceSelector"] == {
-        "matchLabels": {wire.NAMESPACE_NAME_LABEL: namespace}
+        "matchLabels": {pod_contract.NAMESPACE_NAME_LABEL: namespace}
     }
     assert in_etcd["spec"]["customVersion"] == "v1"
     assert json.loads(in_etcd["metadata"]["annotations"][conversion.NAMESPACE_ANNOTATION]) == {
@@ -244,10 +251,10 @@ async def test_both_versions_read_back_across_operator_and_apiserver_restarts(  
     alpha_as_alpha = before[(alpha_name, V1ALPHA1)]
     assert alpha_as_alpha["spec"]["namespace"] == namespace
     assert "namespaceSelector" not in alpha_as_alpha["spec"]
-    assert alpha_as_alpha["labels"] == {wire.CUSTOM_VERSION_LABEL: "v1"}
+    assert alpha_as_alpha["labels"] == {pod_contract.CUSTOM_VERSION_LABEL: "v1"}
     assert conversion.NAMESPACE_ANNOTATION not in alpha_as_alpha["annotations"]
     beta_as_alpha = before[(beta_name, V1ALPHA1)]
-    assert beta_as_alpha["labels"] == {wire.CUSTOM_VERSION_LABEL: "v2"}
+    assert beta_as_alpha["labels"] == {pod_contract.CUSTOM_VERSION_LABEL: "v2"}
     assert "customVersion" not in beta_as_alpha["spec"]
     assert beta_as_alpha["spec"]["namespaceSelector"] == {"matchLabels": {"team": "x"}}
 
@@ -360,10 +367,12 @@ async def test_the_cli_steers_a_v1beta1_sidecarset_and_reads_it_while_the_operat
     assert offline.code == 0, offline.err
     [injected] = yaml.safe_load_all(offline.out)
     live = (await k.pods(kube, namespace))[0]
-    offline_hash = wire.read_upgrade_specs(
-        injected["metadata"]["annotations"], wire.HASH_ANNOTATION
+    offline_hash = pod_contract.read_upgrade_specs(
+        injected["metadata"]["annotations"], pod_contract.HASH_ANNOTATION
     )
-    live_hash = wire.read_upgrade_specs(live["metadata"]["annotations"], wire.HASH_ANNOTATION)
+    live_hash = pod_contract.read_upgrade_specs(
+        live["metadata"]["annotations"], pod_contract.HASH_ANNOTATION
+    )
     assert offline_hash[name].hash == live_hash[name].hash
 
     # plan, pause, a rollout through v1beta1, history and rollback.
@@ -439,7 +448,7 @@ async def test_objects_stored_as_v1alpha1_are_read_at_start_and_migrate_to_v1bet
             "uid": str(uuid.uuid4()),
             "generation": 1,
             "creationTimestamp": "2024-01-01T00:00:00Z",
-            "labels": {wire.CUSTOM_VERSION_LABEL: "legacy"},
+            "labels": {pod_contract.CUSTOM_VERSION_LABEL: "legacy"},
         },
         "spec": {
             "selector": {"matchLabels": {"inject": "filebeat"}},
@@ -458,12 +467,12 @@ async def test_objects_stored_as_v1alpha1_are_read_at_start_and_migrate_to_v1bet
         operator.start()  # blocks until it is ready: its informers listed through v1beta1
     as_beta = await get_as(kube, V1BETA1, name)
     assert as_beta["spec"]["namespaceSelector"] == {
-        "matchLabels": {wire.NAMESPACE_NAME_LABEL: namespace}
+        "matchLabels": {pod_contract.NAMESPACE_NAME_LABEL: namespace}
     }
     assert as_beta["spec"]["customVersion"] == "legacy"
     as_alpha = await get_as(kube, V1ALPHA1, name)
     assert as_alpha["spec"]["namespace"] == namespace
-    assert as_alpha["metadata"]["labels"] == {wire.CUSTOM_VERSION_LABEL: "legacy"}
+    assert as_alpha["metadata"]["labels"] == {pod_contract.CUSTOM_VERSION_LABEL: "legacy"}
     await wait_for(
         lambda: get_as(kube, V1BETA1, name),
         lambda s: (s.get("status") or {}).get("observedGeneration") == 1,
@@ -506,7 +515,7 @@ async def test_taking_over_a_kruise_1_9_crd_and_its_objects_as_the_guide_says(
         },
         "spec": {
             "selector": {"matchLabels": {"inject": "filebeat"}},
-            "namespaceSelector": {"matchLabels": {wire.NAMESPACE_NAME_LABEL: namespace}},
+            "namespaceSelector": {"matchLabels": {pod_contract.NAMESPACE_NAME_LABEL: namespace}},
             "customVersion": "k1",
             "containers": [{"name": "filebeat", "image": k.OLD}],
         },
@@ -554,7 +563,7 @@ async def test_taking_over_a_kruise_1_9_crd_and_its_objects_as_the_guide_says(
         timeout=30,
         what="a v1alpha1 read through the operator's conversion",
     )
-    assert as_alpha["metadata"]["labels"] == {wire.CUSTOM_VERSION_LABEL: "k1"}
+    assert as_alpha["metadata"]["labels"] == {pod_contract.CUSTOM_VERSION_LABEL: "k1"}
     assert as_alpha["spec"]["namespaceSelector"] == written_by_kruise["spec"]["namespaceSelector"]
     assert "namespace" not in as_alpha["spec"]  # Kruise's conversion had already dropped it
     [injected] = await k.create_ready(kube, namespace, k.pod("p1"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient
 from tests.integration import kubeobjects as k
@@ -28,7 +28,7 @@ from tests.integration.watcher import Pod, watching
 pytestmark = pytest.mark.usefixtures("operator")
 
 PROXY = "proxy"
-TWINS = wire.hot_upgrade_names(PROXY)
+TWINS = pod_contract.hot_upgrade_names(PROXY)
 V1 = "docker.io/openkruise/hotupgrade-sample:sidecarv1"
 V2 = "docker.io/openkruise/hotupgrade-sample:sidecarv2"
 EMPTY = "docker.io/openkruise/hotupgrade-sample:empty"
@@ -206,7 +206,7 @@ def hot_upgraded(p: Pod) -> bool:
 
 def untouched(p: Pod) -> bool:
     annotations = p["metadata"].get("annotations", {})
-    working = json.loads(annotations.get(wire.WORKING_HOT_UPGRADE_ANNOTATION, "{}"))
+    working = json.loads(annotations.get(pod_contract.WORKING_HOT_UPGRADE_ANNOTATION, "{}"))
     return twin_images(p) == (V1, EMPTY) and working == {PROXY: TWINS[0]}
 
 
@@ -233,19 +233,25 @@ async def test_a_hot_upgrade_keeps_a_ready_twin_serving_in_every_pod_at_every_mo
     for p in before:
         annotations = p["metadata"]["annotations"]
         assert twin_images(p) == (V1, EMPTY)
-        assert json.loads(annotations[wire.WORKING_HOT_UPGRADE_ANNOTATION]) == {PROXY: TWINS[0]}
-        assert {key: annotations[key] for key in annotations if "sidecarset.kruise.io/" in key} == {
-            wire.version_annotation(TWINS[0]): "1",
-            wire.version_alt_annotation(TWINS[0]): "0",
-            wire.version_annotation(TWINS[1]): "0",
-            wire.version_alt_annotation(TWINS[1]): "1",
+        assert json.loads(annotations[pod_contract.WORKING_HOT_UPGRADE_ANNOTATION]) == {
+            PROXY: TWINS[0]
         }
-        hashes = wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)
+        assert {key: annotations[key] for key in annotations if "sidecarset.kruise.io/" in key} == {
+            pod_contract.version_annotation(TWINS[0]): "1",
+            pod_contract.version_alt_annotation(TWINS[0]): "0",
+            pod_contract.version_annotation(TWINS[1]): "0",
+            pod_contract.version_alt_annotation(TWINS[1]): "1",
+        }
+        hashes = pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION)
         assert hashes[name].sidecar_list == (PROXY,)
         for twin in TWINS:
             body = k.container(p, twin)
-            assert env_value_from(body, wire.VERSION_ENV) == wire.version_field_path(twin)
-            assert env_value_from(body, wire.VERSION_ALT_ENV) == wire.version_alt_field_path(twin)
+            assert env_value_from(
+                body, pod_contract.VERSION_ENV
+            ) == pod_contract.version_field_path(twin)
+            assert env_value_from(
+                body, pod_contract.VERSION_ALT_ENV
+            ) == pod_contract.version_alt_field_path(twin)
         assert serving_twins(p) == [TWINS[0]]
 
     invariants = {"a ready twin runs a real image": has_a_serving_twin, "app": app_never_restarted}
@@ -270,11 +276,11 @@ async def test_a_hot_upgrade_keeps_a_ready_twin_serving_in_every_pod_at_every_mo
         [new] = [t for t in TWINS if spec_images(p)[t] == V2]
         [old] = [t for t in TWINS if t != new]
         assert spec_images(p)[old] == EMPTY
-        assert json.loads(annotations[wire.WORKING_HOT_UPGRADE_ANNOTATION]) == {PROXY: new}
-        assert annotations[wire.version_annotation(old)] == "0"
-        assert annotations[wire.version_alt_annotation(new)] == "0"
-        new_version = annotations[wire.version_annotation(new)]
-        assert new_version == annotations[wire.version_alt_annotation(old)]
+        assert json.loads(annotations[pod_contract.WORKING_HOT_UPGRADE_ANNOTATION]) == {PROXY: new}
+        assert annotations[pod_contract.version_annotation(old)] == "0"
+        assert annotations[pod_contract.version_alt_annotation(new)] == "0"
+        new_version = annotations[pod_contract.version_annotation(new)]
+        assert new_version == annotations[pod_contract.version_alt_annotation(old)]
         assert 1 < int(new_version) <= int(version)
         assert statuses(p)[APP]["restartCount"] == 0
         assert statuses(p)[new]["image"] == V2

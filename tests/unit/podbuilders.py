@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.core.model import SidecarSet, parse_sidecarset
 from sidecarset.core.podview import PodView, podview_from_dict
 
@@ -68,8 +68,8 @@ def make_sidecarset(
                 "resourceVersion": resource_version,
                 "labels": dict(labels or {}),
                 "annotations": {
-                    wire.HASH_ANNOTATION: hash_,
-                    wire.HASH_WITHOUT_IMAGE_ANNOTATION: hash_without_image,
+                    pod_contract.HASH_ANNOTATION: hash_,
+                    pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION: hash_without_image,
                 },
             },
             "spec": spec,
@@ -146,12 +146,12 @@ def make_pod_dict(
     if status_image_id is None:
         status_image_id = V2_ID if status_image == V2 else V1_ID
     meta_annotations = {
-        wire.HASH_ANNOTATION: hash_entries({sidecarset: pod_hash}),
-        wire.HASH_WITHOUT_IMAGE_ANNOTATION: hash_entries({sidecarset: without_image}),
-        wire.INJECTED_LIST_ANNOTATION: sidecarset,
+        pod_contract.HASH_ANNOTATION: hash_entries({sidecarset: pod_hash}),
+        pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION: hash_entries({sidecarset: without_image}),
+        pod_contract.INJECTED_LIST_ANNOTATION: sidecarset,
     }
     if recorded_image_id is not None:
-        meta_annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION] = json.dumps(
+        meta_annotations[pod_contract.INPLACE_UPDATE_STATE_ANNOTATION] = json.dumps(
             {
                 sidecarset: {
                     "revision": pod_hash,
@@ -225,7 +225,7 @@ def failing_pod(name: str, since: datetime | None = None) -> PodView:
         ready=False,
         ready_since=when,
         annotations={
-            wire.HASH_ANNOTATION: json.dumps(
+            pod_contract.HASH_ANNOTATION: json.dumps(
                 {
                     SET: {
                         "updateTimestamp": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -287,14 +287,16 @@ def hot_pod(
     """A pod with the hot twins `mesh-1`/`mesh-2` (images in that order)."""
     status_images = status_images or images
     annotations = {
-        wire.HASH_ANNOTATION: hash_entries({SET: pod_hash}, sidecars=[HOT]),
-        wire.HASH_WITHOUT_IMAGE_ANNOTATION: hash_entries({SET: "without-aaa"}, sidecars=[HOT]),
-        wire.INJECTED_LIST_ANNOTATION: SET,
-        wire.WORKING_HOT_UPGRADE_ANNOTATION: json.dumps({HOT: working}),
+        pod_contract.HASH_ANNOTATION: hash_entries({SET: pod_hash}, sidecars=[HOT]),
+        pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION: hash_entries(
+            {SET: "without-aaa"}, sidecars=[HOT]
+        ),
+        pod_contract.INJECTED_LIST_ANNOTATION: SET,
+        pod_contract.WORKING_HOT_UPGRADE_ANNOTATION: json.dumps({HOT: working}),
         **(versions or {}),
     }
     if recorded:
-        annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION] = json.dumps(
+        annotations[pod_contract.INPLACE_UPDATE_STATE_ANNOTATION] = json.dumps(
             {
                 SET: {
                     "revision": pod_hash,

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from sidecarset.app.writer import Writer
-from sidecarset.core import revisions, wire
+from sidecarset.core import pod_contract, revisions
 from sidecarset.core.podview import PodView
 from sidecarset.shell.kube import errors
 from sidecarset.shell.store import Store
@@ -66,5 +66,5 @@ async def test_a_revision_that_cannot_be_renumbered_does_not_stop_the_round() ->
     )
     assert [body for _, body in client.patched] == [
         {"revision": 3},
-        {"metadata": {"labels": {wire.CUSTOM_VERSION_LABEL: "v2"}}},
+        {"metadata": {"labels": {pod_contract.CUSTOM_VERSION_LABEL: "v2"}}},
     ]

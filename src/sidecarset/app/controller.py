@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from sidecarset.app import mapping, webhooks_config
+from sidecarset.app import event_routing, webhooks_config
 from sidecarset.app.reconciler import SidecarSetReconciler
 from sidecarset.app.writer import Writer
 from sidecarset.core.podview import PodView
@@ -40,19 +40,19 @@ delays its state-consistency events by 5 s."""
 
 
 def _injected_index(pod: PodView) -> list[str]:
-    return sorted(mapping.injected_names(pod))
+    return sorted(event_routing.injected_names(pod))
 
 
 def _uninjected_index(pod: PodView) -> list[str]:
-    return [] if mapping.injected_names(pod) else ["true"]
+    return [] if event_routing.injected_names(pod) else ["true"]
 
 
 def _uninjected_label_index(pod: PodView) -> list[str]:
     """Pods without any injection record, filed under each of their `key=value` labels: the
     missed-injection scan of a SidecarSet whose selector requires a label reads only these."""
-    if mapping.injected_names(pod):
+    if event_routing.injected_names(pod):
         return []
-    return [mapping.label_index_value(key, value) for key, value in pod.labels.items()]
+    return [event_routing.label_index_value(key, value) for key, value in pod.labels.items()]
 
 
 async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.Task[None]:
@@ -62,7 +62,7 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
     pods = operator.pods.store
     pods.add_index("injected", _injected_index)
     pods.add_index("uninjected", _uninjected_index)
-    pods.add_index(mapping.UNINJECTED_BY_LABEL, _uninjected_label_index)
+    pods.add_index(event_routing.UNINJECTED_BY_LABEL, _uninjected_label_index)
     writer = Writer(operator.client, pods, namespace=operator.settings.namespace)
     reconciler = SidecarSetReconciler(
         sidecarsets=operator.sidecarsets.store,
@@ -86,10 +86,10 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
         observe_duration=metrics.RECONCILE_DURATION.observe,
     )
     sidecarsets = operator.sidecarsets.store
-    await controller.watch(sidecarsets, mapping.sidecarset_keys)
-    await controller.watch(pods, mapping.pod_keys(sidecarsets), batch_seconds=POD_EVENT_BATCH)
-    await controller.watch(operator.namespaces.store, mapping.namespace_keys(sidecarsets))
-    await controller.watch(operator.revisions.store, mapping.revision_keys)
+    await controller.watch(sidecarsets, event_routing.sidecarset_keys)
+    await controller.watch(pods, event_routing.pod_keys(sidecarsets), batch_seconds=POD_EVENT_BATCH)
+    await controller.watch(operator.namespaces.store, event_routing.namespace_keys(sidecarsets))
+    await controller.watch(operator.revisions.store, event_routing.revision_keys)
 
     async def lead() -> None:
         if not operator.settings.leader_election:

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from sidecarset.app.projections import NamespaceView, SidecarSetEntry
+from sidecarset.app.cached_objects import NamespaceView, SidecarSetEntry
 from sidecarset.core import injection, model, patches, selectors
 from sidecarset.shell import admission, metrics
 from sidecarset.shell.kube import errors

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from sidecarset.app import inject_webhook
-from sidecarset.app.projections import SidecarSetEntry
+from sidecarset.app.cached_objects import SidecarSetEntry
 from sidecarset.core import conversion, defaults, injection, model, validation
 from sidecarset.core import revisions as revision_history
 from sidecarset.core.errors import ModelError

@@ -15,10 +15,18 @@ from typing import Any
 
 import structlog
 
-from sidecarset.app import mapping, webhooks_config
-from sidecarset.app.projections import NamespaceView, SidecarSetEntry
+from sidecarset.app import event_routing, webhooks_config
+from sidecarset.app.cached_objects import NamespaceView, SidecarSetEntry
 from sidecarset.app.writer import Writer
-from sidecarset.core import candidates, model, revisions, round_decision, selectors, status, wire
+from sidecarset.core import (
+    model,
+    pod_classification,
+    pod_contract,
+    revisions,
+    round_decision,
+    selectors,
+    status,
+)
 from sidecarset.core.podview import PodView
 from sidecarset.shell import metrics
 from sidecarset.shell.controller import Result
@@ -61,7 +69,7 @@ class SidecarSetReconciler:
         self._revisions = revision_store
         self._writer = writer
         # Per SidecarSet: the pod judgements of its last round, reused for unchanged pods.
-        self._judgements: dict[str, candidates.Judgements] = {}
+        self._judgements: dict[str, pod_classification.Judgements] = {}
 
     def pods_for(self, sidecarset: model.SidecarSet) -> list[PodView]:
         """Pods in scope: injected by this SidecarSet, in namespaces it (still) selects."""
@@ -87,9 +95,9 @@ class SidecarSetReconciler:
         its required label when it has one and the pod store indexes them by label (an index
         lookup instead of every uninjected pod, each round of each SidecarSet), else all."""
         label = selectors.required_label(sidecarset.spec.selector)
-        if label is not None and self._pods.has_index(mapping.UNINJECTED_BY_LABEL):
-            value = mapping.label_index_value(*label)
-            return self._pods.by_index(mapping.UNINJECTED_BY_LABEL, value)
+        if label is not None and self._pods.has_index(event_routing.UNINJECTED_BY_LABEL):
+            value = event_routing.label_index_value(*label)
+            return self._pods.by_index(event_routing.UNINJECTED_BY_LABEL, value)
         return self._pods.by_index("uninjected", "true")
 
     async def reconcile(self, name: str) -> Result:
@@ -123,7 +131,7 @@ class SidecarSetReconciler:
             revision_records=revisions.revision_records(name, self._revisions.values()),
             now=now,
             pending=self._writer.pending(),
-            judgements=self._judgements.setdefault(name, candidates.Judgements()),
+            judgements=self._judgements.setdefault(name, pod_classification.Judgements()),
             excluded_namespaces=self._excluded,
             skipped_priority_classes=self._skipped_classes,
             failing_after=self._failing_after,
@@ -157,7 +165,8 @@ class SidecarSetReconciler:
             await self._writer.event(
                 sidecarset,
                 "PodAnnotationRepaired",
-                f"{len(repaired)} pod(s) had an unreadable {wire.HASH_ANNOTATION} annotation; "
+                f"{len(repaired)} pod(s) had an unreadable {pod_contract.HASH_ANNOTATION}"
+                " annotation; "
                 "it is rewritten with this SidecarSet's entry (other SidecarSets record theirs "
                 f"again): {', '.join(repaired[:5])}",
                 warning=True,

@@ -33,8 +33,7 @@ import structlog
 import yaml
 
 from sidecarset.app import certificates, webhooks_config
-from sidecarset.app.inject_webhook import PodInjector
-from sidecarset.app.projections import (
+from sidecarset.app.cached_objects import (
     CONFIGMAP_CODEC,
     NAMESPACE_CODEC,
     POD_CODEC,
@@ -43,9 +42,10 @@ from sidecarset.app.projections import (
     SidecarSetCodec,
     SidecarSetEntry,
 )
+from sidecarset.app.inject_webhook import PodInjector
 from sidecarset.app.settings import Mode, OperatorSettings
 from sidecarset.app.sidecarset_webhook import CONFIG_MAPS, SidecarSetAdmission
-from sidecarset.core import conversion, wire
+from sidecarset.core import conversion, pod_contract
 from sidecarset.core.podview import PodView
 from sidecarset.shell import httpserver
 from sidecarset.shell.clock import RealClock
@@ -182,7 +182,7 @@ class Operator:
             resource_path("apps/v1", "controllerrevisions", namespace=settings.namespace),
             REVISION_CODEC,
             clock=self.clock,
-            label_selector=wire.SIDECARSET_NAME_LABEL,
+            label_selector=pod_contract.SIDECARSET_NAME_LABEL,
         )
         # The whitelist ConfigMaps, one informer each (RBAC names them): the validating webhook
         # reads them on every request and must not wait on an API call to do so.

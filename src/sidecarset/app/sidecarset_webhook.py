@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from sidecarset.app.projections import SidecarSetEntry
+from sidecarset.app.cached_objects import SidecarSetEntry
 from sidecarset.app.settings import OperatorSettings
 from sidecarset.core import conversion, defaults, model, validation
 from sidecarset.core.errors import ModelError

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import structlog
 
-from sidecarset.core import conversion, model, revisions, wire
+from sidecarset.core import conversion, model, pod_contract, revisions
 from sidecarset.core.podview import PodKey, PodView
 from sidecarset.core.rollout.in_place_update import ImageChange, PodConditionUpdate, PodUpdate
 from sidecarset.shell import metrics
@@ -240,7 +240,7 @@ class Writer:
             case _:
                 pass
         if decision.custom_version_label is not None:
-            labels = {wire.CUSTOM_VERSION_LABEL: decision.custom_version_label}
+            labels = {pod_contract.CUSTOM_VERSION_LABEL: decision.custom_version_label}
             await self._patch_revision(sidecarset, decision.name, {"metadata": {"labels": labels}})
 
     async def _patch_revision(

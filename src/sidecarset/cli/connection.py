@@ -17,10 +17,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sidecarset.app.projections import POD_CODEC
+from sidecarset.app.cached_objects import POD_CODEC
 from sidecarset.cli.errors import CliError
 from sidecarset.cli.options import Target
-from sidecarset.core import conversion, wire
+from sidecarset.core import conversion, pod_contract
 from sidecarset.core.podview import PodView
 from sidecarset.shell.informer import DictCodec
 from sidecarset.shell.kube import errors
@@ -134,7 +134,9 @@ class Cluster:
         path = resource_path(*CONTROLLER_REVISIONS, namespace=namespace)
         return await self.call(
             f"list ControllerRevisions in namespace {namespace!r}",
-            lambda: self.list_objects(path, label_selector=f"{wire.SIDECARSET_NAME_LABEL}={name}"),
+            lambda: self.list_objects(
+                path, label_selector=f"{pod_contract.SIDECARSET_NAME_LABEL}={name}"
+            ),
         )
 
     async def patch_sidecarset(self, name: str, body: dict[str, Any]) -> dict[str, Any]:

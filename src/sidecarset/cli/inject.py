@@ -18,8 +18,8 @@ from typing import Annotated, Any, TextIO
 import typer
 import yaml
 
-from sidecarset.app import offline, projections
-from sidecarset.app.projections import SidecarSetEntry
+from sidecarset.app import cached_objects, offline
+from sidecarset.app.cached_objects import SidecarSetEntry
 from sidecarset.cli import render
 from sidecarset.cli.connection import CONTROLLER_REVISIONS, Cluster, connect
 from sidecarset.cli.errors import CliError
@@ -33,7 +33,7 @@ from sidecarset.cli.options import (
     Target,
     resolve,
 )
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import resource_path
 
@@ -159,7 +159,7 @@ def parse_time(text: str) -> datetime:
 
 
 async def _cluster_sidecarsets(cluster: Cluster) -> list[SidecarSetEntry]:
-    entries = [projections.entry(raw) for raw in await cluster.sidecarsets()]
+    entries = [cached_objects.entry(raw) for raw in await cluster.sidecarsets()]
     for entry in entries:
         if entry.sidecarset is None:
             typer.echo(
@@ -298,7 +298,7 @@ def inject(
         )
     else:
         cluster_entries, stored = [], []
-        labels = {ns: {wire.NAMESPACE_NAME_LABEL: ns, **extra_labels} for ns in namespaces}
+        labels = {ns: {pod_contract.NAMESPACE_NAME_LABEL: ns, **extra_labels} for ns in namespaces}
     revisions = stored + [m.body for m in manifests if m.kind == "ControllerRevision"]
     try:
         sidecarsets = offline.sidecarsets_from_manifests(

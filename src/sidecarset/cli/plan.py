@@ -35,7 +35,15 @@ from sidecarset.cli.options import (
     resolve,
 )
 from sidecarset.cli.status import summary
-from sidecarset.core import model, revisions, rollout, round_decision, selectors, status, wire
+from sidecarset.core import (
+    model,
+    pod_contract,
+    revisions,
+    rollout,
+    round_decision,
+    selectors,
+    status,
+)
 from sidecarset.core.errors import ModelError
 from sidecarset.core.model import IntOrString, LabelSelector
 from sidecarset.core.podview import PodKey, PodView
@@ -139,8 +147,8 @@ def explain(
     """
     ss = sidecarset
     labels = namespace_labels or {}
-    injected = [p for p in pods if ss.name in wire.read_injected_list(p.annotations)]
-    uninjected = [p for p in pods if not wire.read_injected_list(p.annotations)]
+    injected = [p for p in pods if ss.name in pod_contract.read_injected_list(p.annotations)]
+    uninjected = [p for p in pods if not pod_contract.read_injected_list(p.annotations)]
     decision = round_decision.decide_round(
         ss,
         injected=injected,
@@ -276,8 +284,10 @@ def _why(
 
 def _pod_revision(name: str, pod: PodView) -> str:
     try:
-        entry = wire.read_upgrade_specs(pod.annotations, wire.HASH_ANNOTATION).get(name)
-    except wire.MalformedAnnotation:
+        entry = pod_contract.read_upgrade_specs(pod.annotations, pod_contract.HASH_ANNOTATION).get(
+            name
+        )
+    except pod_contract.MalformedAnnotation:
         return ""
     return entry.controller_revision if entry is not None else ""
 
@@ -290,8 +300,10 @@ def _missed_detail() -> str:
 
 
 def _uninjected(pod: PodView, name: str) -> PodNote:
-    if wire.is_injection_opted_out(pod.labels, pod.annotations):
-        return PodNote(pod.key, OPTED_OUT, f"the pod opts out with {wire.INJECT_OPT_OUT}=false")
+    if pod_contract.is_injection_opted_out(pod.labels, pod.annotations):
+        return PodNote(
+            pod.key, OPTED_OUT, f"the pod opts out with {pod_contract.INJECT_OPT_OUT}=false"
+        )
     others = ", ".join(sorted(_injected_names(pod))) or "-"
     return PodNote(
         pod.key,
@@ -495,7 +507,7 @@ def to_dict(expl: Explanation) -> dict[str, Any]:
 
 
 def _injected_names(pod: PodView) -> list[str]:
-    return sorted(wire.read_injected_list(pod.annotations))
+    return sorted(pod_contract.read_injected_list(pod.annotations))
 
 
 def _selected_without_this(
@@ -514,7 +526,7 @@ def _selected_without_this(
         for pod in pods
         if pod.is_active
         and pod.namespace not in excluded
-        and sidecarset.name not in wire.read_injected_list(pod.annotations)
+        and sidecarset.name not in pod_contract.read_injected_list(pod.annotations)
         and selectors.matches_or_false(selector, pod.labels)
         and round_decision.namespace_in_scope(sidecarset, pod.namespace, labels.get(pod.namespace))
     ]
@@ -557,7 +569,7 @@ async def _revisions(
     path = resource_path(*CONTROLLER_REVISIONS, namespace=namespace)
     try:
         found = await cluster.list_objects(
-            path, label_selector=f"{wire.SIDECARSET_NAME_LABEL}={name}"
+            path, label_selector=f"{pod_contract.SIDECARSET_NAME_LABEL}={name}"
         )
     except (errors.Forbidden, errors.NotFound) as err:
         return [], [

@@ -38,7 +38,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 
 __all__ = [
     "API_GROUP",
@@ -131,15 +131,15 @@ def to_v1beta1(obj: Mapping[str, Any]) -> JsonDict:
             spec["namespaceSelector"] = derived
         _put(out, "annotations", NAMESPACE_ANNOTATION, _dump(record))
     labels = _map(out, "labels")
-    if labels is not None and wire.CUSTOM_VERSION_LABEL in labels:
-        version = _pop(out, "labels", wire.CUSTOM_VERSION_LABEL)
+    if labels is not None and pod_contract.CUSTOM_VERSION_LABEL in labels:
+        version = _pop(out, "labels", pod_contract.CUSTOM_VERSION_LABEL)
         _spec(out)["customVersion"] = version
     annotations = _map(out, "annotations")
     if annotations is not None and CUSTOM_VERSION_LABEL_ANNOTATION in annotations:
         _put(
             out,
             "labels",
-            wire.CUSTOM_VERSION_LABEL,
+            pod_contract.CUSTOM_VERSION_LABEL,
             _pop(out, "annotations", CUSTOM_VERSION_LABEL_ANNOTATION),
         )
     return out
@@ -150,8 +150,8 @@ def to_v1alpha1(obj: Mapping[str, Any]) -> JsonDict:
     out = copy.deepcopy(dict(obj))
     out["apiVersion"] = V1ALPHA1
     labels = _map(out, "labels")
-    if labels is not None and wire.CUSTOM_VERSION_LABEL in labels:
-        stray = _pop(out, "labels", wire.CUSTOM_VERSION_LABEL)
+    if labels is not None and pod_contract.CUSTOM_VERSION_LABEL in labels:
+        stray = _pop(out, "labels", pod_contract.CUSTOM_VERSION_LABEL)
         _put(out, "annotations", CUSTOM_VERSION_LABEL_ANNOTATION, stray)
     spec = out.get("spec")
     if isinstance(spec, dict) and "customVersion" in spec:
@@ -163,7 +163,7 @@ def to_v1alpha1(obj: Mapping[str, Any]) -> JsonDict:
             )
         if not spec:
             del out["spec"]  # created by to_v1beta1 for the label alone
-        _put(out, "labels", wire.CUSTOM_VERSION_LABEL, version)
+        _put(out, "labels", pod_contract.CUSTOM_VERSION_LABEL, version)
     annotations = _map(out, "annotations")
     if annotations is not None and NAMESPACE_ANNOTATION in annotations:
         _restore_namespace(out, annotations[NAMESPACE_ANNOTATION])
@@ -198,7 +198,7 @@ def _restore_namespace(out: JsonDict, recorded: object) -> None:
 def _derived_selector(namespace: object) -> object:
     """The v1beta1 selector meaning `namespace: X`; `_ABSENT` when it means nothing ("")."""
     if isinstance(namespace, str) and namespace:
-        return {"matchLabels": {wire.NAMESPACE_NAME_LABEL: namespace}}
+        return {"matchLabels": {pod_contract.NAMESPACE_NAME_LABEL: namespace}}
     return _ABSENT
 
 

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Final
 
-from sidecarset.core import hashing, resources_expr, wire
+from sidecarset.core import hashing, pod_contract, resources_expr
 from sidecarset.core.model import (
     PatchPolicy,
     PodInjectPolicy,
@@ -114,8 +114,8 @@ def apply_defaults(obj: Mapping[str, object]) -> JsonDict:
     if not isinstance(annotations, dict):
         annotations = {}
         metadata["annotations"] = annotations
-    annotations[wire.HASH_ANNOTATION] = hashing.spec_hash(spec)
-    annotations[wire.HASH_WITHOUT_IMAGE_ANNOTATION] = hashing.spec_hash_without_image(spec)
+    annotations[pod_contract.HASH_ANNOTATION] = hashing.spec_hash(spec)
+    annotations[pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION] = hashing.spec_hash_without_image(spec)
     return result
 
 

@@ -22,7 +22,7 @@ from typing import TypeAlias, TypeVar, cast
 
 import msgspec
 
-from sidecarset.core import conversion, wire
+from sidecarset.core import conversion, pod_contract
 from sidecarset.core.errors import FieldError, ModelError
 
 __all__ = [
@@ -456,7 +456,7 @@ class SidecarSet(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     @property
     def custom_version(self) -> str | None:
         """The v1alpha1 custom version (a label; v1beta1 has `spec.customVersion`), or None."""
-        return self.metadata.labels.get(wire.CUSTOM_VERSION_LABEL) or None
+        return self.metadata.labels.get(pod_contract.CUSTOM_VERSION_LABEL) or None
 
 
 # --- decoding ---------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import msgspec
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.core.errors import FieldError, ModelError
 
 __all__ = [
@@ -161,7 +161,7 @@ class PodView(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=Fals
     @property
     def upgradable_condition(self) -> PodConditionView | None:
         """The `SidecarSetUpgradable` condition (behaviour.md §9.3), or None."""
-        return self.condition(wire.UPGRADABLE_CONDITION)
+        return self.condition(pod_contract.UPGRADABLE_CONDITION)
 
     @property
     def is_ready(self) -> bool:

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from sidecarset.core import candidates, hashing, wire
+from sidecarset.core import hashing, pod_classification, pod_contract
 from sidecarset.core.model import SidecarContainer, SidecarSet
 from sidecarset.core.podview import PodView
 
@@ -75,7 +75,7 @@ def revision_records(name: str, objects: Iterable[Mapping[str, Any]]) -> list[Re
     for obj in objects:
         meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
-        if labels.get(wire.SIDECARSET_NAME_LABEL) != name:
+        if labels.get(pod_contract.SIDECARSET_NAME_LABEL) != name:
             continue
         records.append(
             RevisionRecord(
@@ -175,9 +175,9 @@ def revision_name(sidecarset_name: str, hash_: str) -> str:
 def revision_labels(sidecarset: SidecarSet) -> dict[str, str]:
     """The SidecarSet's labels, `kruise.io/sidecarset-name`, and the custom version if set."""
     labels = dict(sidecarset.metadata.labels)
-    labels[wire.SIDECARSET_NAME_LABEL] = sidecarset.name
+    labels[pod_contract.SIDECARSET_NAME_LABEL] = sidecarset.name
     if sidecarset.custom_version:
-        labels[wire.CUSTOM_VERSION_LABEL] = sidecarset.custom_version
+        labels[pod_contract.CUSTOM_VERSION_LABEL] = sidecarset.custom_version
     return labels
 
 
@@ -213,7 +213,7 @@ def decide_revision(
     custom = sidecarset.custom_version
 
     def label_for(record: RevisionRecord) -> str | None:
-        if custom and record.labels.get(wire.CUSTOM_VERSION_LABEL) != custom:
+        if custom and record.labels.get(pod_contract.CUSTOM_VERSION_LABEL) != custom:
             return custom
         return None
 
@@ -265,7 +265,7 @@ def history_after(
     previous = next((r for r in history if r.name == decision.name), None)
     labels = dict(previous.labels) if previous is not None else dict(decision.labels)
     if decision.custom_version_label:
-        labels[wire.CUSTOM_VERSION_LABEL] = decision.custom_version_label
+        labels[pod_contract.CUSTOM_VERSION_LABEL] = decision.custom_version_label
     current = RevisionRecord(
         name=decision.name, revision=decision.revision, data=decision.data, labels=labels
     )
@@ -279,13 +279,13 @@ def revisions_in_use(
     `injectionStrategy.revision.revisionName`, or the newest carrying its `customVersion`."""
     in_use: set[str] = set()
     for pod in pods:
-        if not candidates.is_matched(sidecarset, pod):
+        if not pod_classification.is_matched(sidecarset, pod):
             continue
         try:
-            entry = wire.read_upgrade_specs(pod.annotations, wire.HASH_ANNOTATION).get(
-                sidecarset.name
-            )
-        except wire.MalformedAnnotation:
+            entry = pod_contract.read_upgrade_specs(
+                pod.annotations, pod_contract.HASH_ANNOTATION
+            ).get(sidecarset.name)
+        except pod_contract.MalformedAnnotation:
             continue
         if entry is not None and entry.controller_revision:
             in_use.add(entry.controller_revision)
@@ -297,7 +297,7 @@ def revisions_in_use(
             labelled = [
                 r
                 for r in sorted(history, key=lambda r: r.revision)
-                if r.labels.get(wire.CUSTOM_VERSION_LABEL) == pinned.custom_version
+                if r.labels.get(pod_contract.CUSTOM_VERSION_LABEL) == pinned.custom_version
             ]
             if labelled:
                 in_use.add(labelled[-1].name)

@@ -14,7 +14,15 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sidecarset.core import candidates, model, revisions, rollout, selectors, status, wire
+from sidecarset.core import (
+    model,
+    pod_classification,
+    pod_contract,
+    revisions,
+    rollout,
+    selectors,
+    status,
+)
 from sidecarset.core.podview import PodKey, PodView
 
 NamespaceLabels = Callable[[str], Mapping[str, str] | None]
@@ -91,7 +99,7 @@ def missed_injections(
         return missed
     born = sidecarset.metadata.creation_timestamp
     for pod in uninjected:
-        if not pod.is_active or wire.is_injection_opted_out(pod.labels, pod.annotations):
+        if not pod.is_active or pod_contract.is_injection_opted_out(pod.labels, pod.annotations):
             continue
         if pod.namespace in excluded_namespaces:
             continue
@@ -116,7 +124,7 @@ def decide_round(
     revision_records: Sequence[revisions.RevisionRecord],
     now: datetime,
     pending: Collection[PodKey] = (),
-    judgements: candidates.Judgements | None = None,
+    judgements: pod_classification.Judgements | None = None,
     excluded_namespaces: Collection[str] = (),
     skipped_priority_classes: Collection[str] = (),
     failing_after: timedelta = status.DEFAULT_FAILING_AFTER,

@@ -40,9 +40,9 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sidecarset.core import wire
-from sidecarset.core.candidates import PodStateKind
+from sidecarset.core import pod_contract
 from sidecarset.core.model import Condition, SidecarSet, SidecarSetStatus
+from sidecarset.core.pod_classification import PodStateKind
 from sidecarset.core.podview import PodKey, PodView
 from sidecarset.core.rollout.round_plan import Hold, RoundPlan
 
@@ -288,8 +288,10 @@ def _unavailable_since(sidecarset: SidecarSet, pod: PodView) -> datetime | None:
     None when neither is known (such a pod is never called failing)."""
     times: list[datetime] = []
     try:
-        entry = wire.read_upgrade_specs(pod.annotations, wire.HASH_ANNOTATION).get(sidecarset.name)
-    except wire.MalformedAnnotation:
+        entry = pod_contract.read_upgrade_specs(pod.annotations, pod_contract.HASH_ANNOTATION).get(
+            sidecarset.name
+        )
+    except pod_contract.MalformedAnnotation:
         entry = None
     if entry is not None and entry.update_timestamp:
         times.append(

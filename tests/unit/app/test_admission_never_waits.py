@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from sidecarset.app import projections
+from sidecarset.app import cached_objects
 from sidecarset.app.inject_webhook import NAMESPACE_LOOKUP_TIMEOUT, PodInjector
 from sidecarset.core import defaults
 from sidecarset.shell import admission
@@ -25,7 +25,7 @@ from tests.unit.private_loop import run
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def sidecarset(name: str, **spec: Any) -> projections.SidecarSetEntry:
+def sidecarset(name: str, **spec: Any) -> cached_objects.SidecarSetEntry:
     body = {
         "apiVersion": "apps.kruise.io/v1alpha1",
         "kind": "SidecarSet",
@@ -36,7 +36,7 @@ def sidecarset(name: str, **spec: Any) -> projections.SidecarSetEntry:
             **spec,
         },
     }
-    return projections.entry(defaults.apply_defaults(body))
+    return cached_objects.entry(defaults.apply_defaults(body))
 
 
 def closed_port() -> int:
@@ -46,14 +46,14 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def inject(entry: projections.SidecarSetEntry) -> admission.AdmissionResponse:
+def inject(entry: cached_objects.SidecarSetEntry) -> admission.AdmissionResponse:
     """Admit a pod in namespace `fresh` (not in the namespace cache) with an API client whose
     server is down: any lookup fails at once."""
 
     async def go() -> admission.AdmissionResponse:
-        sidecarsets: Store[projections.SidecarSetEntry] = Store("sidecarsets")
+        sidecarsets: Store[cached_objects.SidecarSetEntry] = Store("sidecarsets")
         await sidecarsets.replace({entry.name: entry})
-        namespaces: Store[projections.NamespaceView] = Store("namespaces")
+        namespaces: Store[cached_objects.NamespaceView] = Store("namespaces")
         await namespaces.replace({})
         creds = Credentials(f"https://127.0.0.1:{closed_port()}", ssl.create_default_context())
         async with KubeClient(creds) as client:

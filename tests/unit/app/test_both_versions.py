@@ -10,10 +10,10 @@ from typing import Any
 
 import jsonpatch
 
-from sidecarset.app import offline, projections
+from sidecarset.app import cached_objects, offline
 from sidecarset.app.settings import OperatorSettings
 from sidecarset.app.sidecarset_webhook import SidecarSetAdmission
-from sidecarset.core import conversion, wire
+from sidecarset.core import conversion, pod_contract
 from sidecarset.shell import admission
 from sidecarset.shell.store import Store
 from tests.fixtures.admission_reviews import review
@@ -24,7 +24,7 @@ NOW = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
 V1ALPHA1_TWIN: dict[str, Any] = {
     "apiVersion": conversion.V1ALPHA1,
     "kind": "SidecarSet",
-    "metadata": {"name": "logs", "labels": {wire.CUSTOM_VERSION_LABEL: "v1"}},
+    "metadata": {"name": "logs", "labels": {pod_contract.CUSTOM_VERSION_LABEL: "v1"}},
     "spec": {
         "selector": {"matchLabels": {"inject": "logs"}},
         "namespace": "default",
@@ -61,7 +61,7 @@ def inject_with(sidecarset: dict[str, Any]) -> dict[str, Any]:
     injected = offline.inject_manifest(
         offline.Manifest(source="deploy.yaml", index=1, body=DEPLOYMENT),
         entries,
-        {wire.NAMESPACE_NAME_LABEL: "default"},
+        {pod_contract.NAMESPACE_NAME_LABEL: "default"},
         default_namespace="default",
         revisions=list,
         now=NOW,
@@ -81,7 +81,9 @@ def test_a_pod_injected_through_v1beta1_gets_the_same_hashes() -> None:
     through_alpha = inject_with(V1ALPHA1_TWIN)
     through_beta = inject_with(V1BETA1_TWIN)
 
-    hashes = wire.read_upgrade_specs(through_beta["metadata"]["annotations"], wire.HASH_ANNOTATION)
+    hashes = pod_contract.read_upgrade_specs(
+        through_beta["metadata"]["annotations"], pod_contract.HASH_ANNOTATION
+    )
     assert hashes["logs"].hash  # not empty: the comparison below compares something
     assert through_beta == through_alpha
 
@@ -95,13 +97,13 @@ def test_the_sidecarset_hash_annotations_are_the_same() -> None:
     )
 
     assert beta.sidecarset == alpha.sidecarset
-    assert beta.raw["metadata"]["annotations"][wire.HASH_ANNOTATION]
+    assert beta.raw["metadata"]["annotations"][pod_contract.HASH_ANNOTATION]
     assert beta.raw == alpha.raw
 
 
 def admission_handler() -> SidecarSetAdmission:
     async def build() -> SidecarSetAdmission:
-        sidecarsets: Store[projections.SidecarSetEntry] = Store("sidecarsets")
+        sidecarsets: Store[cached_objects.SidecarSetEntry] = Store("sidecarsets")
         revisions: Store[dict[str, Any]] = Store("revisions")
         await sidecarsets.replace({})
         await revisions.replace({})
@@ -130,7 +132,7 @@ def test_defaulting_a_v1beta1_object_patches_it_in_v1beta1() -> None:
 
     assert "namespace" not in beta["spec"]
     assert beta["spec"]["customVersion"] == "v1"
-    assert beta["metadata"]["annotations"][wire.HASH_ANNOTATION]
+    assert beta["metadata"]["annotations"][pod_contract.HASH_ANNOTATION]
     assert conversion.to_v1alpha1(beta) == alpha
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from sidecarset.app.cached_objects import NamespaceView, SidecarSetEntry
 from sidecarset.app.controller import _injected_index, _uninjected_index, export_depth
-from sidecarset.app.projections import NamespaceView, SidecarSetEntry
 from sidecarset.app.reconciler import ROLLOUT_STATES, SidecarSetReconciler
 from sidecarset.app.writer import Writer
 from sidecarset.core.model import parse_sidecarset

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sidecarset.app import projections
+from sidecarset.app import cached_objects
 from sidecarset.app.inject_webhook import PodInjector, inject_pod
 from sidecarset.core import defaults
 from sidecarset.shell.store import Store
@@ -17,14 +17,14 @@ from tests.unit.private_loop import run
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def sidecarset(name: str, selector: dict[str, Any]) -> projections.SidecarSetEntry:
+def sidecarset(name: str, selector: dict[str, Any]) -> cached_objects.SidecarSetEntry:
     body = {
         "apiVersion": "apps.kruise.io/v1alpha1",
         "kind": "SidecarSet",
         "metadata": {"name": name},
         "spec": {"selector": selector, "containers": [{"name": name, "image": f"{name}:1"}]},
     }
-    return projections.entry(defaults.apply_defaults(body))
+    return cached_objects.entry(defaults.apply_defaults(body))
 
 
 SIDECARSETS = {
@@ -44,7 +44,7 @@ SIDECARSETS = {
 }
 
 
-def injector(store: Store[projections.SidecarSetEntry]) -> PodInjector:
+def injector(store: Store[cached_objects.SidecarSetEntry]) -> PodInjector:
     run(store.replace(SIDECARSETS))
     return PodInjector(
         sidecarsets=store,
@@ -104,7 +104,7 @@ def test_only_sidecarsets_requiring_a_missing_label_are_skipped() -> None:
 
 
 def test_a_new_sidecarset_is_a_candidate_at_once() -> None:
-    store: Store[projections.SidecarSetEntry] = Store("sidecarsets")
+    store: Store[cached_objects.SidecarSetEntry] = Store("sidecarsets")
     webhook = injector(store)
     assert "late" not in {e.name for e in webhook.candidates(pod({"app": "late"}))}
     run(store.put("late", sidecarset("late", {"matchLabels": {"app": "late"}})))

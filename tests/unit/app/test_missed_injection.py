@@ -6,16 +6,16 @@ from typing import Any
 
 import pytest
 
+from sidecarset.app.cached_objects import NamespaceView, SidecarSetEntry
 from sidecarset.app.controller import (
     _injected_index,
     _uninjected_index,
     _uninjected_label_index,
 )
-from sidecarset.app.mapping import UNINJECTED_BY_LABEL
-from sidecarset.app.projections import NamespaceView, SidecarSetEntry
+from sidecarset.app.event_routing import UNINJECTED_BY_LABEL
 from sidecarset.app.reconciler import SidecarSetReconciler
 from sidecarset.app.writer import Writer
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.core.model import SidecarSet, parse_sidecarset
 from sidecarset.core.podview import PodView, podview_from_dict
 from sidecarset.shell.store import Store
@@ -96,9 +96,11 @@ async def missed(
         pytest.param(pod("old", created=EARLIER), False, id="older-than-the-sidecarset"),
         pytest.param(pod("same", created=BORN), False, id="created-in-the-same-second"),
         pytest.param(pod("other", labels={"app": "db"}), False, id="not-selected"),
-        pytest.param(pod("out", labels={wire.INJECT_OPT_OUT: "false"}), False, id="opted-out"),
         pytest.param(
-            pod("done", annotations={wire.INJECTED_LIST_ANNOTATION: "logs"}),
+            pod("out", labels={pod_contract.INJECT_OPT_OUT: "false"}), False, id="opted-out"
+        ),
+        pytest.param(
+            pod("done", annotations={pod_contract.INJECTED_LIST_ANNOTATION: "logs"}),
             False,
             id="injected",
         ),
@@ -127,8 +129,8 @@ def test_the_label_index_finds_exactly_what_reading_every_uninjected_pod_finds()
     pods = [
         pod("late"),
         pod("other", labels={"app": "db"}),
-        pod("out", labels={wire.INJECT_OPT_OUT: "false"}),
-        pod("done", annotations={wire.INJECTED_LIST_ANNOTATION: "logs"}),
+        pod("out", labels={pod_contract.INJECT_OPT_OUT: "false"}),
+        pod("done", annotations={pod_contract.INJECTED_LIST_ANNOTATION: "logs"}),
         pod("old", created=EARLIER),
         pod("more", labels={"tier": "fe"}),
     ]
@@ -144,5 +146,5 @@ def test_uninjected_pods_are_filed_under_each_label_and_injected_ones_nowhere() 
         "app=web",
         "tier=fe",
     ]
-    injected = pod("b", annotations={wire.INJECTED_LIST_ANNOTATION: "logs"})
+    injected = pod("b", annotations={pod_contract.INJECTED_LIST_ANNOTATION: "logs"})
     assert _uninjected_label_index(injected) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sidecarset.app.projections import SidecarSetEntry
+from sidecarset.app.cached_objects import SidecarSetEntry
 from sidecarset.app.settings import OperatorSettings
 from sidecarset.app.sidecarset_webhook import SidecarSetAdmission
 from sidecarset.shell import admission

@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from sidecarset.app import mapping, writer
-from sidecarset.app.projections import SidecarSetEntry, entry
+from sidecarset.app import event_routing, writer
+from sidecarset.app.cached_objects import SidecarSetEntry, entry
 from sidecarset.app.writer import Writer
 from sidecarset.core import model
 from sidecarset.core.podview import PodView
@@ -97,8 +97,8 @@ def _entry(**changes: Any) -> SidecarSetEntry:
 )
 def test_only_changes_beyond_the_status_wake_a_round(changes: dict[str, Any], woken: bool) -> None:
     event = Updated("s", _entry(), _entry(**changes))
-    assert list(mapping.sidecarset_keys(event)) == (["s"] if woken else [])
+    assert list(event_routing.sidecarset_keys(event)) == (["s"] if woken else [])
 
 
 def test_a_new_sidecarset_wakes_a_round() -> None:
-    assert list(mapping.sidecarset_keys(Added("s", _entry()))) == ["s"]
+    assert list(event_routing.sidecarset_keys(Added("s", _entry()))) == ["s"]

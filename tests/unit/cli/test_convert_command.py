@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecarset.core import conversion, wire
+from sidecarset.core import conversion, pod_contract
 from tests.unit.cli.conftest import Outcome
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -58,7 +58,7 @@ def test_a_v1alpha1_sidecarset_becomes_v1beta1_and_other_kinds_pass_through(
     assert config == next(yaml.safe_load_all(MIXED))
     assert converted["apiVersion"] == conversion.V1BETA1
     assert converted["spec"]["namespaceSelector"] == {
-        "matchLabels": {wire.NAMESPACE_NAME_LABEL: "shop"}
+        "matchLabels": {pod_contract.NAMESPACE_NAME_LABEL: "shop"}
     }
     assert converted["spec"]["customVersion"] == "v3"
     assert "namespace" not in converted["spec"]

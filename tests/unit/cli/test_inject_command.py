@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from tests.unit.cli.conftest import Outcome
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -66,7 +66,7 @@ def test_the_logging_example_prints_nginx_with_filebeat_and_no_sidecarset(
     assert [d["kind"] for d in docs] == ["ConfigMap", "Deployment"]  # file name order
     assert containers(docs[1]) == ["filebeat", "nginx"]
     annotations = docs[1]["spec"]["template"]["metadata"]["annotations"]
-    assert annotations[wire.INJECTED_LIST_ANNOTATION] == "filebeat"
+    assert annotations[pod_contract.INJECTED_LIST_ANNOTATION] == "filebeat"
     assert result.err == ""
 
 

@@ -10,7 +10,7 @@ import jsonpatch
 import pytest
 
 from sidecarset.app import offline
-from sidecarset.core import injection, patches, revisions, wire
+from sidecarset.core import injection, patches, pod_contract, revisions
 
 NOW = datetime(2025, 1, 31, 12, 0, tzinfo=UTC)
 
@@ -79,11 +79,11 @@ def test_a_deployment_template_gets_the_sidecar_volume_and_annotations() -> None
     tpl = result.body["spec"]["template"]
     assert [c["name"] for c in tpl["spec"]["containers"]] == ["agent", "web"]
     agent = tpl["spec"]["containers"][0]
-    assert {"name": wire.INJECTED_ENV, "value": "true"} in agent["env"]
+    assert {"name": pod_contract.INJECTED_ENV, "value": "true"} in agent["env"]
     assert tpl["spec"]["volumes"] == [{"name": "shared", "emptyDir": {}}]
     annotations = tpl["metadata"]["annotations"]
-    assert annotations[wire.INJECTED_LIST_ANNOTATION] == "logs"
-    entry = wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)["logs"]
+    assert annotations[pod_contract.INJECTED_LIST_ANNOTATION] == "logs"
+    entry = pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION)["logs"]
     assert entry.update_timestamp == "2025-01-31T12:00:00Z"
     assert entry.hash  # the defaulted SidecarSet's hash, as the defaulting webhook sets it
 
@@ -94,7 +94,7 @@ def test_pods_record_the_revision_name_the_controller_gives_a_new_sidecarset() -
     expected = revisions.decide_revision(entry.sidecarset, [], collision_count=0).name
     result = inject(deployment(), sidecarset_doc())
     annotations = result.body["spec"]["template"]["metadata"]["annotations"]
-    recorded = wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)["logs"]
+    recorded = pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION)["logs"]
     assert recorded.controller_revision == expected
     assert expected.startswith("logs-")
 
@@ -179,7 +179,7 @@ def test_a_namespace_selector_matches_the_given_namespace_labels() -> None:
 
 def test_an_opted_out_template_is_not_injected() -> None:
     body = deployment()
-    body["spec"]["template"]["metadata"]["annotations"] = {wire.INJECT_OPT_OUT: "false"}
+    body["spec"]["template"]["metadata"]["annotations"] = {pod_contract.INJECT_OPT_OUT: "false"}
     result = inject(body, sidecarset_doc())
     assert not result.changed
     assert result.injection is not None

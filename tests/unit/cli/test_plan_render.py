@@ -6,7 +6,7 @@ import json
 from datetime import timedelta
 
 from sidecarset.cli import plan
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.core.podview import PodKey, PodView
 from tests.unit.podbuilders import NOW, V1, V2, failing_pod, make_pod, make_sidecarset
 
@@ -60,10 +60,12 @@ def test_updated_pods_and_a_paused_rollout_are_explained() -> None:
 
 
 def test_missed_injections_say_why_the_pod_has_no_sidecars() -> None:
-    uninjected = {wire.INJECTED_LIST_ANNOTATION: ""}
+    uninjected = {pod_contract.INJECTED_LIST_ANNOTATION: ""}
     never = make_pod("never", annotations=uninjected)
     opted = make_pod(
-        "opted", labels={"app": "sidecar", wire.INJECT_OPT_OUT: "false"}, annotations=uninjected
+        "opted",
+        labels={"app": "sidecar", pod_contract.INJECT_OPT_OUT: "false"},
+        annotations=uninjected,
     )
     other = make_pod("other", sidecarset="another")
     expl = explain([*outdated(1), never, opted, other])

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sidecarset.core import conversion, model, wire
+from sidecarset.core import conversion, model, pod_contract
 from sidecarset.core.conversion import (
     CUSTOM_VERSION_LABEL_ANNOTATION,
     NAMESPACE_ANNOTATION,
@@ -67,7 +67,7 @@ def test_a_namespace_selector_passes_through_both_ways() -> None:
 
 
 def test_custom_version_label_becomes_spec_custom_version_and_back() -> None:
-    original = alpha({}, labels={wire.CUSTOM_VERSION_LABEL: "v7", "team": "a"})
+    original = alpha({}, labels={pod_contract.CUSTOM_VERSION_LABEL: "v7", "team": "a"})
 
     converted = conversion.to_v1beta1(original)
 
@@ -78,7 +78,7 @@ def test_custom_version_label_becomes_spec_custom_version_and_back() -> None:
 
 def test_an_empty_custom_version_label_survives() -> None:
     # Upstream drops it (customVersion "" is omitted); the raw JSON keeps the empty string.
-    original = alpha({}, labels={wire.CUSTOM_VERSION_LABEL: ""})
+    original = alpha({}, labels={pod_contract.CUSTOM_VERSION_LABEL: ""})
 
     converted = conversion.to_v1beta1(original)
 
@@ -90,11 +90,11 @@ def test_an_empty_custom_version_label_survives() -> None:
 def test_a_custom_version_label_on_a_v1beta1_object_is_kept_aside() -> None:
     # Upstream overwrites it with spec.customVersion; it means nothing in v1beta1, so in
     # v1alpha1 it waits in an annotation and comes back on the way back.
-    original = beta({"customVersion": "v2"}, labels={wire.CUSTOM_VERSION_LABEL: "stray"})
+    original = beta({"customVersion": "v2"}, labels={pod_contract.CUSTOM_VERSION_LABEL: "stray"})
 
     converted = conversion.to_v1alpha1(original)
 
-    assert converted["metadata"]["labels"] == {wire.CUSTOM_VERSION_LABEL: "v2"}
+    assert converted["metadata"]["labels"] == {pod_contract.CUSTOM_VERSION_LABEL: "v2"}
     assert converted["metadata"]["annotations"] == {CUSTOM_VERSION_LABEL_ANNOTATION: "stray"}
     assert conversion.to_v1beta1(converted) == original
 
@@ -165,7 +165,7 @@ def test_a_non_string_custom_version_is_a_clear_error() -> None:
 
 
 def test_internal_form_parses_the_same_from_both_versions() -> None:
-    v1alpha1 = alpha({"namespace": "team-a"}, labels={wire.CUSTOM_VERSION_LABEL: "v1"})
+    v1alpha1 = alpha({"namespace": "team-a"}, labels={pod_contract.CUSTOM_VERSION_LABEL: "v1"})
     v1beta1 = conversion.to_v1beta1(v1alpha1)
 
     from_alpha = model.parse_sidecarset(conversion.to_internal(v1alpha1))

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 import yaml
 
-from sidecarset.core import defaults, injection, model, wire
+from sidecarset.core import defaults, injection, model, pod_contract
 from sidecarset.core.injection import Placement, PodSkip, Skip
 
 NOW = "2024-05-01T10:00:00Z"
@@ -97,8 +97,10 @@ def container(pod: dict[str, Any], name: str, field: str = "containers") -> dict
     return found
 
 
-def hashes(pod: dict[str, Any], key: str = wire.HASH_ANNOTATION) -> dict[str, wire.UpgradeSpec]:
-    return wire.read_upgrade_specs(pod["metadata"]["annotations"], key)
+def hashes(
+    pod: dict[str, Any], key: str = pod_contract.HASH_ANNOTATION
+) -> dict[str, pod_contract.UpgradeSpec]:
+    return pod_contract.read_upgrade_specs(pod["metadata"]["annotations"], key)
 
 
 # --- the article's Filebeat example -----------------------------------------------------------
@@ -167,19 +169,19 @@ def test_filebeat_pod_gets_the_bookkeeping_annotations() -> None:
 
     annotations = pod["metadata"]["annotations"]
     own = sidecarset.metadata.annotations
-    assert annotations[wire.INJECTED_LIST_ANNOTATION] == "filebeat-sidecarset"
-    assert json.loads(annotations[wire.HASH_ANNOTATION]) == {
+    assert annotations[pod_contract.INJECTED_LIST_ANNOTATION] == "filebeat-sidecarset"
+    assert json.loads(annotations[pod_contract.HASH_ANNOTATION]) == {
         "filebeat-sidecarset": {
             "updateTimestamp": NOW,
-            "hash": own[wire.HASH_ANNOTATION],
+            "hash": own[pod_contract.HASH_ANNOTATION],
             "sidecarSetName": "filebeat-sidecarset",
             "sidecarList": ["filebeat"],
         }
     }
-    assert json.loads(annotations[wire.HASH_WITHOUT_IMAGE_ANNOTATION]) == {
+    assert json.loads(annotations[pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION]) == {
         "filebeat-sidecarset": {
             "updateTimestamp": NOW,
-            "hash": own[wire.HASH_WITHOUT_IMAGE_ANNOTATION],
+            "hash": own[pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION],
             "sidecarSetName": "filebeat-sidecarset",
             "sidecarList": ["filebeat"],
         }
@@ -298,7 +300,7 @@ def test_inactive_pods_are_not_injected(change: dict[str, Any]) -> None:
 @pytest.mark.parametrize("where", ["annotations", "labels"])
 def test_a_pod_saying_inject_false_is_never_injected(where: str) -> None:
     pod = make_pod()
-    pod["metadata"].setdefault(where, {})[wire.INJECT_OPT_OUT] = "false"
+    pod["metadata"].setdefault(where, {})[pod_contract.INJECT_OPT_OUT] = "false"
     sidecarset = make_sidecarset(
         patchPodMetadata=[{"annotations": {"x": "y"}, "patchPolicy": "Overwrite"}]
     )
@@ -313,7 +315,7 @@ def test_a_canary_sidecarset_replaces_its_base() -> None:
     base = make_sidecarset("mesh")
     canary = make_sidecarset(
         "mesh-canary",
-        annotations={wire.CANARY_ANNOTATION: "true", wire.BASE_ANNOTATION: "mesh"},
+        annotations={pod_contract.CANARY_ANNOTATION: "true", pod_contract.BASE_ANNOTATION: "mesh"},
         updateStrategy={"type": "NotUpdate"},
     )
 
@@ -322,7 +324,7 @@ def test_a_canary_sidecarset_replaces_its_base() -> None:
     assert result.matched == ("mesh-canary",)
     assert result.passed_over == {"mesh": Skip.CANARY_BASE}
     assert names(pod["spec"]["containers"]) == ["mesh-canary-agent", "app"]
-    assert pod["metadata"]["annotations"][wire.INJECTED_LIST_ANNOTATION] == "mesh-canary"
+    assert pod["metadata"]["annotations"][pod_contract.INJECTED_LIST_ANNOTATION] == "mesh-canary"
 
 
 def test_nothing_matched_leaves_the_pod_unchanged() -> None:
@@ -739,12 +741,13 @@ def test_a_hot_upgrade_sidecar_is_injected_as_a_working_and_an_idle_twin() -> No
             "IS_INJECTED": "true",
             "SIDECARSET_VERSION": {
                 "fieldRef": {
-                    "fieldPath": f"metadata.annotations['{wire.version_annotation(twin)}']"
+                    "fieldPath": f"metadata.annotations['{pod_contract.version_annotation(twin)}']"
                 }
             },
             "SIDECARSET_VERSION_ALT": {
                 "fieldRef": {
-                    "fieldPath": f"metadata.annotations['{wire.version_alt_annotation(twin)}']"
+                    "fieldPath": "metadata.annotations"
+                    f"['{pod_contract.version_alt_annotation(twin)}']"
                 }
             },
         }
@@ -754,20 +757,20 @@ def test_hot_upgrade_annotations_mark_the_first_twin_working() -> None:
     _, pod = run(make_pod(), make_sidecarset(containers=[hot()]))
 
     annotations = pod["metadata"]["annotations"]
-    assert annotations[wire.version_annotation("mesh-1")] == "1"
-    assert annotations[wire.version_alt_annotation("mesh-1")] == "0"
-    assert annotations[wire.version_annotation("mesh-2")] == "0"
-    assert annotations[wire.version_alt_annotation("mesh-2")] == "1"
-    assert annotations[wire.WORKING_HOT_UPGRADE_ANNOTATION] == '{"mesh":"mesh-1"}'
+    assert annotations[pod_contract.version_annotation("mesh-1")] == "1"
+    assert annotations[pod_contract.version_alt_annotation("mesh-1")] == "0"
+    assert annotations[pod_contract.version_annotation("mesh-2")] == "0"
+    assert annotations[pod_contract.version_alt_annotation("mesh-2")] == "1"
+    assert annotations[pod_contract.WORKING_HOT_UPGRADE_ANNOTATION] == '{"mesh":"mesh-1"}'
     assert hashes(pod)["logs"].sidecar_list == ("mesh",)
 
 
 def test_hot_upgrade_working_annotation_keeps_other_sidecars() -> None:
-    pod = make_pod(annotations={wire.WORKING_HOT_UPGRADE_ANNOTATION: '{"envoy":"envoy-2"}'})
+    pod = make_pod(annotations={pod_contract.WORKING_HOT_UPGRADE_ANNOTATION: '{"envoy":"envoy-2"}'})
 
     _, injected = run(pod, make_sidecarset(containers=[hot()]))
 
-    working = injected["metadata"]["annotations"][wire.WORKING_HOT_UPGRADE_ANNOTATION]
+    working = injected["metadata"]["annotations"][pod_contract.WORKING_HOT_UPGRADE_ANNOTATION]
     assert working == '{"envoy":"envoy-2","mesh":"mesh-1"}'
 
 
@@ -862,49 +865,52 @@ def test_hash_entries_record_the_revision_and_the_sorted_sidecar_list() -> None:
     assert entry.controller_revision == "logs-5d8f"
     assert entry.sidecar_list == ("a", "b")
     assert entry.update_timestamp == NOW
-    assert hashes(pod, wire.HASH_WITHOUT_IMAGE_ANNOTATION)["logs"].controller_revision == ""
+    assert hashes(pod, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION)["logs"].controller_revision == ""
 
 
 def test_existing_entries_for_other_sidecarsets_are_preserved_and_legacy_ones_upgraded() -> None:
     existing = {
-        wire.HASH_ANNOTATION: '{"old":"old-hash"}',
-        wire.HASH_WITHOUT_IMAGE_ANNOTATION: '{"old":"old-hash-2"}',
-        wire.INJECTED_LIST_ANNOTATION: "old",
+        pod_contract.HASH_ANNOTATION: '{"old":"old-hash"}',
+        pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION: '{"old":"old-hash-2"}',
+        pod_contract.INJECTED_LIST_ANNOTATION: "old",
     }
 
     _, pod = run(make_pod(annotations=existing), make_sidecarset())
 
     annotations = pod["metadata"]["annotations"]
-    assert json.loads(annotations[wire.HASH_ANNOTATION])["old"] == {
+    assert json.loads(annotations[pod_contract.HASH_ANNOTATION])["old"] == {
         "updateTimestamp": None,
         "hash": "old-hash",
         "sidecarSetName": "old",
         "sidecarList": None,
     }
     assert set(hashes(pod)) == {"logs", "old"}
-    assert annotations[wire.INJECTED_LIST_ANNOTATION] == "logs,old"
+    assert annotations[pod_contract.INJECTED_LIST_ANNOTATION] == "logs,old"
 
 
 def test_a_malformed_hash_annotation_denies_the_pod_naming_it() -> None:
-    pod = make_pod(annotations={wire.HASH_WITHOUT_IMAGE_ANNOTATION: "{oops"})
+    pod = make_pod(annotations={pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION: "{oops"})
 
     with pytest.raises(injection.InjectionDenied) as caught:
         run(pod, make_sidecarset())
 
-    assert caught.value.error.path == f"metadata.annotations[{wire.HASH_WITHOUT_IMAGE_ANNOTATION}]"
+    assert (
+        caught.value.error.path
+        == f"metadata.annotations[{pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION}]"
+    )
 
 
 def test_only_new_or_changed_annotations_are_reported() -> None:
-    pod = make_pod(annotations={"keep": "1", wire.INJECTED_LIST_ANNOTATION: "x"})
+    pod = make_pod(annotations={"keep": "1", pod_contract.INJECTED_LIST_ANNOTATION: "x"})
 
     result, _ = run(pod, make_sidecarset())
 
     assert set(result.annotations) == {
-        wire.HASH_ANNOTATION,
-        wire.HASH_WITHOUT_IMAGE_ANNOTATION,
-        wire.INJECTED_LIST_ANNOTATION,
+        pod_contract.HASH_ANNOTATION,
+        pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION,
+        pod_contract.INJECTED_LIST_ANNOTATION,
     }
-    assert result.overwritten_annotations == (wire.INJECTED_LIST_ANNOTATION,)
+    assert result.overwritten_annotations == (pod_contract.INJECTED_LIST_ANNOTATION,)
 
 
 # --- idempotency ------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from sidecarset.core import candidates, model, rollout, selectors, status, wire
+from sidecarset.core import model, pod_classification, pod_contract, rollout, selectors, status
 from sidecarset.core.model import LabelSelector
 from sidecarset.core.podview import PodView
 from tests.unit.podbuilders import NOW, kruise_factory_pods, make_sidecarset, outdated_pod
@@ -18,7 +18,7 @@ def _status(sidecarset: model.SidecarSet, pods: list[PodView], plan: rollout.Rou
 def test_a_plan_with_judgements_equals_the_plan_without() -> None:
     sidecarset = make_sidecarset(strategy={"maxUnavailable": 3})
     pods = kruise_factory_pods(20, 8, 6)
-    judgements = candidates.Judgements()
+    judgements = pod_classification.Judgements()
     first = rollout.plan_round(sidecarset, pods, NOW, judgements=judgements)
     again = rollout.plan_round(sidecarset, pods, NOW, judgements=judgements)
     plain = rollout.plan_round(sidecarset, pods, NOW)
@@ -29,16 +29,16 @@ def test_a_plan_with_judgements_equals_the_plan_without() -> None:
 def test_unchanged_pods_are_not_judged_again(monkeypatch: pytest.MonkeyPatch) -> None:
     sidecarset = make_sidecarset()
     pods = kruise_factory_pods(5, 2, 1)
-    judgements = candidates.Judgements()
+    judgements = pod_classification.Judgements()
     judgements.judge(sidecarset, pods)
     judged: list[str] = []
-    classify = candidates.classify
+    classify = pod_classification.classify
 
-    def counting(ss: model.SidecarSet, pod: PodView) -> candidates.PodState:
+    def counting(ss: model.SidecarSet, pod: PodView) -> pod_classification.PodState:
         judged.append(pod.name)
         return classify(ss, pod)
 
-    monkeypatch.setattr(candidates, "classify", counting)
+    monkeypatch.setattr(pod_classification, "classify", counting)
     changed = outdated_pod("pod-4", ready=False)
     judgements.judge(sidecarset, [*pods[:4], changed])
     assert judged == ["pod-4"]
@@ -47,9 +47,9 @@ def test_unchanged_pods_are_not_judged_again(monkeypatch: pytest.MonkeyPatch) ->
 def test_a_status_write_does_not_cost_a_judgement(monkeypatch: pytest.MonkeyPatch) -> None:
     sidecarset = make_sidecarset()
     pods = kruise_factory_pods(3, 1, 1)
-    judgements = candidates.Judgements()
+    judgements = pod_classification.Judgements()
     judgements.judge(sidecarset, pods)
-    monkeypatch.setattr(candidates, "classify", lambda *_: pytest.fail("judged again"))
+    monkeypatch.setattr(pod_classification, "classify", lambda *_: pytest.fail("judged again"))
     written = msgspec.structs.replace(
         sidecarset, status=msgspec.structs.replace(sidecarset.status, matched_pods=3)
     )
@@ -58,7 +58,7 @@ def test_a_status_write_does_not_cost_a_judgement(monkeypatch: pytest.MonkeyPatc
 
 def test_another_sidecarset_object_is_judged_afresh() -> None:
     pods = kruise_factory_pods(4, 2, 2)
-    judgements = candidates.Judgements()
+    judgements = pod_classification.Judgements()
     updated_before = [s.updated for _, _, s in judgements.judge(make_sidecarset(), pods)]
     changed = make_sidecarset(hash_="a-new-hash")
     updated_after = [s.updated for _, _, s in judgements.judge(changed, pods)]
@@ -68,19 +68,19 @@ def test_another_sidecarset_object_is_judged_afresh() -> None:
 
 def test_read_upgrade_specs_gives_each_caller_its_own_map() -> None:
     annotations = {
-        wire.HASH_ANNOTATION: '{"s":{"updateTimestamp":"2025-01-01T00:00:00Z","hash":"h",'
+        pod_contract.HASH_ANNOTATION: '{"s":{"updateTimestamp":"2025-01-01T00:00:00Z","hash":"h",'
         '"sidecarSetName":"s","sidecarList":["c"]}}'
     }
-    first = wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)
-    first["other"] = wire.UpgradeSpec(hash="x")
-    assert set(wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)) == {"s"}
+    first = pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION)
+    first["other"] = pod_contract.UpgradeSpec(hash="x")
+    assert set(pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION)) == {"s"}
 
 
 def test_a_malformed_annotation_fails_every_time() -> None:
-    annotations = {wire.HASH_ANNOTATION: "{not json"}
+    annotations = {pod_contract.HASH_ANNOTATION: "{not json"}
     for _ in range(2):
-        with pytest.raises(wire.MalformedAnnotation):
-            wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION)
+        with pytest.raises(pod_contract.MalformedAnnotation):
+            pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION)
 
 
 def test_copy_json_copies_deeply() -> None:
@@ -105,7 +105,7 @@ def test_a_selector_compiles_the_same_from_its_memo() -> None:
 def test_judged_pods_come_sorted_and_follow_removals() -> None:
     sidecarset = make_sidecarset()
     pods = kruise_factory_pods(4, 2, 2)
-    judgements = candidates.Judgements()
+    judgements = pod_classification.Judgements()
     first = judgements.judge(sidecarset, list(reversed(pods)))
     assert [key for key, _, _ in first] == sorted(pod.key for pod in pods)
     assert judgements.judge(sidecarset, pods) == first

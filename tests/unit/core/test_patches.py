@@ -7,7 +7,7 @@ from typing import Any
 import jsonpatch
 import pytest
 
-from sidecarset.core import defaults, injection, model, patches, wire
+from sidecarset.core import defaults, injection, model, patches, pod_contract
 
 NOW = "2024-05-01T10:00:00Z"
 
@@ -118,12 +118,12 @@ def test_a_missing_annotations_map_is_created_with_all_annotations() -> None:
     assert create["op"] == "add"
     value = create["value"]
     assert isinstance(value, dict)
-    assert wire.INJECTED_LIST_ANNOTATION in value
+    assert pod_contract.INJECTED_LIST_ANNOTATION in value
 
 
 def test_annotation_keys_are_escaped_and_changed_values_replaced() -> None:
     pod = make_pod()
-    pod["metadata"]["annotations"] = {wire.INJECTED_LIST_ANNOTATION: "other"}
+    pod["metadata"]["annotations"] = {pod_contract.INJECTED_LIST_ANNOTATION: "other"}
 
     ops, expected = patch_for(pod, make_sidecarset())
 

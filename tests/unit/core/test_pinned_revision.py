@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sidecarset.core import defaults, model, revisions, wire
+from sidecarset.core import defaults, model, pod_contract, revisions
 from sidecarset.core.injection import (
     RevisionLookupFailed,
     find_revision,
@@ -23,7 +23,10 @@ def live_raw(revision: dict[str, Any] | None = None) -> dict[str, Any]:
         {
             "apiVersion": "apps.kruise.io/v1alpha1",
             "kind": "SidecarSet",
-            "metadata": {"name": "logs", "annotations": {wire.HASH_ANNOTATION: "live-hash"}},
+            "metadata": {
+                "name": "logs",
+                "annotations": {pod_contract.HASH_ANNOTATION: "live-hash"},
+            },
             "spec": {
                 "selector": {"matchLabels": {"app": "web"}},
                 "containers": [{"name": "agent", "image": "agent:2.0"}],
@@ -39,8 +42,8 @@ def controller_revision(
     return {
         "metadata": {
             "name": name,
-            "labels": {wire.SIDECARSET_NAME_LABEL: "logs", **(labels or {})},
-            "annotations": {wire.HASH_ANNOTATION: f"hash-of-{name}"},
+            "labels": {pod_contract.SIDECARSET_NAME_LABEL: "logs", **(labels or {})},
+            "annotations": {pod_contract.HASH_ANNOTATION: f"hash-of-{name}"},
         },
         "revision": number,
         "data": {"spec": {"containers": [{"name": "agent", "image": image}]}},
@@ -48,8 +51,8 @@ def controller_revision(
 
 
 STORED = [
-    controller_revision("logs-a", 1, "agent:1.0", {wire.CUSTOM_VERSION_LABEL: "stable"}),
-    controller_revision("logs-b", 2, "agent:1.5", {wire.CUSTOM_VERSION_LABEL: "stable"}),
+    controller_revision("logs-a", 1, "agent:1.0", {pod_contract.CUSTOM_VERSION_LABEL: "stable"}),
+    controller_revision("logs-b", 2, "agent:1.5", {pod_contract.CUSTOM_VERSION_LABEL: "stable"}),
     controller_revision("logs-c", 3, "agent:2.0"),
 ]
 
@@ -72,7 +75,7 @@ def test_a_revision_name_restores_that_revision_with_its_hash_and_name() -> None
 
     assert isinstance(historic, model.SidecarSet)
     assert [c.image for c in historic.spec.containers] == ["agent:1.0"]
-    assert historic.metadata.annotations[wire.HASH_ANNOTATION] == "hash-of-logs-a"
+    assert historic.metadata.annotations[pod_contract.HASH_ANNOTATION] == "hash-of-logs-a"
     assert historic.status.latest_revision == "logs-a"
     assert raw["spec"]["containers"][0]["image"] == "agent:2.0"  # the live object is untouched
 
@@ -112,10 +115,10 @@ def test_an_unreadable_revision_is_a_failure() -> None:
 
 def test_revision_records_keep_only_the_sidecarsets_own_revisions() -> None:
     other = controller_revision("mesh-a", 1, "mesh:1")
-    other["metadata"]["labels"][wire.SIDECARSET_NAME_LABEL] = "mesh"
+    other["metadata"]["labels"][pod_contract.SIDECARSET_NAME_LABEL] = "mesh"
 
     records = revisions.revision_records("logs", [*STORED, other])
 
     assert [(r.name, r.revision) for r in records] == [("logs-a", 1), ("logs-b", 2), ("logs-c", 3)]
     assert json.loads(records[0].data) == STORED[0]["data"]
-    assert records[0].labels[wire.CUSTOM_VERSION_LABEL] == "stable"
+    assert records[0].labels[pod_contract.CUSTOM_VERSION_LABEL] == "stable"

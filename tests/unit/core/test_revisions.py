@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from sidecarset.core import hashing, revisions, wire
+from sidecarset.core import hashing, pod_contract, revisions
 from sidecarset.core.model import SidecarSet
 from sidecarset.core.revisions import RevisionAction, RevisionRecord
 from tests.unit.podbuilders import SET, hash_entries, make_pod, make_sidecarset, sidecar_spec
@@ -51,11 +51,11 @@ def test_revision_names_are_the_sidecarset_name_and_the_hash() -> None:
 
 
 def test_revision_labels_carry_the_sidecarset_labels_name_and_custom_version() -> None:
-    sidecarset = make_sidecarset(labels={"team": "a", wire.CUSTOM_VERSION_LABEL: "v7"})
+    sidecarset = make_sidecarset(labels={"team": "a", pod_contract.CUSTOM_VERSION_LABEL: "v7"})
     assert revisions.revision_labels(sidecarset) == {
         "team": "a",
-        wire.CUSTOM_VERSION_LABEL: "v7",
-        wire.SIDECARSET_NAME_LABEL: SET,
+        pod_contract.CUSTOM_VERSION_LABEL: "v7",
+        pod_contract.SIDECARSET_NAME_LABEL: SET,
     }
 
 
@@ -66,7 +66,7 @@ def test_the_first_revision_is_created_as_number_one() -> None:
     assert decision.name == revisions.revision_name(
         SET, revisions.revision_hash(revisions.revision_data(_version(1)), 0)
     )
-    assert decision.annotations[wire.HASH_ANNOTATION] == "bbb"
+    assert decision.annotations[pod_contract.HASH_ANNOTATION] == "bbb"
 
 
 def test_an_unchanged_spec_reuses_the_newest_revision() -> None:
@@ -117,7 +117,7 @@ def test_revisions_in_use_by_pods_are_kept_and_the_excess_is_reported() -> None:
     history = tuple(
         RevisionRecord(name=f"r{n}", revision=n, data=f'{{"n":{n}}}') for n in range(1, 5)
     )
-    pod = make_pod("p", annotations={wire.HASH_ANNOTATION: _hash_with_revision("r1")})
+    pod = make_pod("p", annotations={pod_contract.HASH_ANNOTATION: _hash_with_revision("r1")})
     pruning = revisions.revisions_to_prune(
         make_sidecarset(revision_history_limit=2), history, [pod]
     )
@@ -136,8 +136,12 @@ def test_the_history_limit_is_at_least_one_and_the_newest_is_never_deleted() -> 
 
 def test_pinned_revisions_are_in_use() -> None:
     history = (
-        RevisionRecord(name="r1", revision=1, data="{}", labels={wire.CUSTOM_VERSION_LABEL: "c"}),
-        RevisionRecord(name="r2", revision=2, data="{}", labels={wire.CUSTOM_VERSION_LABEL: "c"}),
+        RevisionRecord(
+            name="r1", revision=1, data="{}", labels={pod_contract.CUSTOM_VERSION_LABEL: "c"}
+        ),
+        RevisionRecord(
+            name="r2", revision=2, data="{}", labels={pod_contract.CUSTOM_VERSION_LABEL: "c"}
+        ),
         RevisionRecord(name="r3", revision=3, data="{}"),
     )
     by_name = make_sidecarset(injection_strategy={"revision": {"revisionName": "r1"}})
@@ -163,8 +167,8 @@ def _hash_with_revision(revision: str) -> str:
 def test_the_current_revision_gets_the_custom_version_label(
     existing_label: str | None, expected: str | None
 ) -> None:
-    sidecarset = _version(1, labels={wire.CUSTOM_VERSION_LABEL: "v2"})
-    labels = {wire.CUSTOM_VERSION_LABEL: existing_label} if existing_label else {}
+    sidecarset = _version(1, labels={pod_contract.CUSTOM_VERSION_LABEL: "v2"})
+    labels = {pod_contract.CUSTOM_VERSION_LABEL: existing_label} if existing_label else {}
     history = (
         RevisionRecord(
             name="r1", revision=1, data=revisions.revision_data(sidecarset), labels=labels
@@ -175,7 +179,7 @@ def test_the_current_revision_gets_the_custom_version_label(
 
 
 def test_a_created_revision_is_labelled_at_creation() -> None:
-    sidecarset = _version(1, labels={wire.CUSTOM_VERSION_LABEL: "v2"})
+    sidecarset = _version(1, labels={pod_contract.CUSTOM_VERSION_LABEL: "v2"})
     decision = revisions.decide_revision(sidecarset, (), collision_count=0)
-    assert decision.labels[wire.CUSTOM_VERSION_LABEL] == "v2"
+    assert decision.labels[pod_contract.CUSTOM_VERSION_LABEL] == "v2"
     assert decision.custom_version_label is None

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from sidecarset.core import candidates, rollout, wire
+from sidecarset.core import pod_classification, pod_contract, rollout
 from sidecarset.core.podview import PodKey, PodView, podview_from_dict
 from sidecarset.core.rollout import Hold
 from tests.unit.podbuilders import (
@@ -233,7 +233,7 @@ def test_an_unreadable_partition_holds_every_pod_and_says_so() -> None:
 
 
 def test_unmatched_pods_are_neither_updated_nor_held() -> None:
-    stranger = make_pod("stranger", annotations={wire.INJECTED_LIST_ANNOTATION: "other"})
+    stranger = make_pod("stranger", annotations={pod_contract.INJECTED_LIST_ANNOTATION: "other"})
     plan = _plan([stranger, outdated_pod("a")])
     assert _key("stranger") not in plan.held
     assert plan.updated_keys == (_key("a"),)
@@ -292,21 +292,21 @@ def test_pod_update_replaces_only_the_sidecar_image() -> None:
 
 
 def test_a_pod_with_an_unreadable_hash_annotation_is_updated_and_the_annotation_repaired() -> None:
-    pod = outdated_pod("p", annotations={wire.HASH_ANNOTATION: "{not json"})
+    pod = outdated_pod("p", annotations={pod_contract.HASH_ANNOTATION: "{not json"})
 
     plan = rollout.plan_round(SIDECARSET, [pod], NOW)
 
     (update,) = plan.update
-    assert update.repairs == (wire.HASH_ANNOTATION,)
+    assert update.repairs == (pod_contract.HASH_ANNOTATION,)
     assert not update.blockers
-    assert list(json.loads(update.annotations[wire.HASH_ANNOTATION])) == [SET]
+    assert list(json.loads(update.annotations[pod_contract.HASH_ANNOTATION])) == [SET]
     assert [c.image for c in update.images] == [V2]
     assert not plan.blocked
 
 
 def test_pod_update_bumps_the_hash_entry_with_time_and_revision() -> None:
     update = rollout.pod_update(SIDECARSET, outdated_pod("p"), NOW, latest_revision="rev-9")
-    assert json.loads(update.annotations[wire.HASH_ANNOTATION]) == {
+    assert json.loads(update.annotations[pod_contract.HASH_ANNOTATION]) == {
         SET: {
             "updateTimestamp": "2025-01-01T12:00:00Z",
             "hash": "bbb",
@@ -315,12 +315,12 @@ def test_pod_update_bumps_the_hash_entry_with_time_and_revision() -> None:
             "controllerRevision": "rev-9",
         }
     }
-    assert wire.HASH_WITHOUT_IMAGE_ANNOTATION not in update.annotations
+    assert pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION not in update.annotations
 
 
 def test_pod_update_records_the_imageid_before_the_change() -> None:
     update = rollout.pod_update(SIDECARSET, outdated_pod("p"), NOW)
-    assert json.loads(update.annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION]) == {
+    assert json.loads(update.annotations[pod_contract.INPLACE_UPDATE_STATE_ANNOTATION]) == {
         SET: {
             "revision": "bbb",
             "updateTimestamp": "2025-01-01T12:00:00Z",
@@ -334,33 +334,33 @@ def test_a_second_update_refreshes_the_inplace_state_revision_and_time() -> None
     pod = updated_pod("p", pod_hash="older")
     sidecarset = make_sidecarset(hash_="ccc", containers=[sidecar_spec(image="test-image:v3")])
     update = rollout.pod_update(sidecarset, pod, NOW + timedelta(hours=1))
-    state = json.loads(update.annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
+    state = json.loads(update.annotations[pod_contract.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
     assert state["revision"] == "ccc"
     assert state["updateTimestamp"] == "2025-01-01T13:00:00Z"
 
 
 def test_pod_update_backfills_a_missing_injected_list_from_the_hash_annotation() -> None:
-    raw = make_pod_dict("p", annotations={wire.INJECTED_LIST_ANNOTATION: ""})
-    raw["metadata"]["annotations"][wire.HASH_ANNOTATION] = json.dumps(  # type: ignore[index]
+    raw = make_pod_dict("p", annotations={pod_contract.INJECTED_LIST_ANNOTATION: ""})
+    raw["metadata"]["annotations"][pod_contract.HASH_ANNOTATION] = json.dumps(  # type: ignore[index]
         {SET: {"hash": "aaa"}, "other": {"hash": "x"}}
     )
     update = rollout.pod_update(SIDECARSET, podview_from_dict(raw), NOW)
-    assert update.annotations[wire.INJECTED_LIST_ANNOTATION] == f"other,{SET}"
+    assert update.annotations[pod_contract.INJECTED_LIST_ANNOTATION] == f"other,{SET}"
 
 
 def test_pod_update_rewrites_legacy_hash_annotations_in_the_current_form() -> None:
     pod = make_pod(
         "p",
         annotations={
-            wire.HASH_ANNOTATION: json.dumps({SET: "aaa", "other": "x"}),
-            wire.HASH_WITHOUT_IMAGE_ANNOTATION: json.dumps({SET: "without-aaa"}),
+            pod_contract.HASH_ANNOTATION: json.dumps({SET: "aaa", "other": "x"}),
+            pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION: json.dumps({SET: "without-aaa"}),
         },
     )
     update = rollout.pod_update(SIDECARSET, pod, NOW)
-    hashes = json.loads(update.annotations[wire.HASH_ANNOTATION])
+    hashes = json.loads(update.annotations[pod_contract.HASH_ANNOTATION])
     assert hashes["other"]["hash"] == "x"
     assert hashes["other"]["updateTimestamp"] == "2025-01-01T12:00:00Z"
-    without = json.loads(update.annotations[wire.HASH_WITHOUT_IMAGE_ANNOTATION])
+    without = json.loads(update.annotations[pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION])
     assert without[SET]["hash"] == "without-aaa"
 
 
@@ -445,9 +445,9 @@ def test_native_sidecar_images_are_updated_in_place_too() -> None:
         ("proxy", "initContainers", 0, "proxy:v2"),
         (SIDECAR, "containers", 1, V2),
     ]
-    state = json.loads(update.annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
+    state = json.loads(update.annotations[pod_contract.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
     assert state["lastContainerStatuses"]["proxy"] == {"imageID": "proxy-id-1"}
-    assert json.loads(update.annotations[wire.HASH_ANNOTATION])[SET]["sidecarList"] == [
+    assert json.loads(update.annotations[pod_contract.HASH_ANNOTATION])[SET]["sidecarList"] == [
         "proxy",
         SIDECAR,
     ]
@@ -459,13 +459,15 @@ HOT_SET = hot_sidecarset()
 
 
 def test_hot_upgrade_overwrites_the_empty_twin_and_moves_the_working_annotation() -> None:
-    pod = hot_pod("p", versions={wire.version_annotation("mesh-1"): "1"})
+    pod = hot_pod("p", versions={pod_contract.version_annotation("mesh-1"): "1"})
     update = rollout.pod_update(HOT_SET, pod, NOW)
     assert [(c.container, c.image) for c in update.images] == [("mesh-2", "mesh:v2")]
-    assert json.loads(update.annotations[wire.WORKING_HOT_UPGRADE_ANNOTATION]) == {"mesh": "mesh-2"}
-    assert update.annotations[wire.version_annotation("mesh-2")] == "100"
-    assert update.annotations[wire.version_alt_annotation("mesh-2")] == "1"
-    assert update.annotations[wire.version_alt_annotation("mesh-1")] == "100"
+    assert json.loads(update.annotations[pod_contract.WORKING_HOT_UPGRADE_ANNOTATION]) == {
+        "mesh": "mesh-2"
+    }
+    assert update.annotations[pod_contract.version_annotation("mesh-2")] == "100"
+    assert update.annotations[pod_contract.version_alt_annotation("mesh-2")] == "1"
+    assert update.annotations[pod_contract.version_alt_annotation("mesh-1")] == "100"
 
 
 def test_hot_upgrade_overwrites_the_only_not_ready_twin() -> None:
@@ -486,7 +488,7 @@ def test_hot_upgrade_changes_nothing_when_the_other_twin_runs_the_new_image() ->
     pod = hot_pod("p", working="mesh-1", images=("mesh:v2", HOT_EMPTY))
     update = rollout.pod_update(HOT_SET, pod, NOW)
     assert update.images == ()
-    assert wire.WORKING_HOT_UPGRADE_ANNOTATION not in update.annotations
+    assert pod_contract.WORKING_HOT_UPGRADE_ANNOTATION not in update.annotations
 
 
 def test_rolling_back_a_failed_hot_upgrade_reverts_to_the_twin_still_running_the_old_image() -> (
@@ -502,25 +504,27 @@ def test_rolling_back_a_failed_hot_upgrade_reverts_to_the_twin_still_running_the
         pod_ready=False,
         pod_hash="older",
         versions={
-            wire.version_annotation("mesh-1"): "1",
-            wire.version_alt_annotation("mesh-1"): "50",
-            wire.version_annotation("mesh-2"): "50",
-            wire.version_alt_annotation("mesh-2"): "1",
+            pod_contract.version_annotation("mesh-1"): "1",
+            pod_contract.version_alt_annotation("mesh-1"): "50",
+            pod_contract.version_annotation("mesh-2"): "50",
+            pod_contract.version_alt_annotation("mesh-2"): "1",
         },
     )
     update = rollout.pod_update(hot_sidecarset("mesh:v1"), pod, NOW)
     assert [(c.container, c.image) for c in update.images] == [("mesh-2", HOT_EMPTY)]
-    assert json.loads(update.annotations[wire.WORKING_HOT_UPGRADE_ANNOTATION]) == {"mesh": "mesh-1"}
-    assert update.annotations[wire.version_annotation("mesh-2")] == "0"
-    assert update.annotations[wire.version_alt_annotation("mesh-1")] == "0"
-    assert wire.version_annotation("mesh-1") not in update.annotations
-    state = json.loads(update.annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
+    assert json.loads(update.annotations[pod_contract.WORKING_HOT_UPGRADE_ANNOTATION]) == {
+        "mesh": "mesh-1"
+    }
+    assert update.annotations[pod_contract.version_annotation("mesh-2")] == "0"
+    assert update.annotations[pod_contract.version_alt_annotation("mesh-1")] == "0"
+    assert pod_contract.version_annotation("mesh-1") not in update.annotations
+    state = json.loads(update.annotations[pod_contract.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
     assert state["lastContainerStatuses"] == {"mesh-2": {"imageID": "id-2"}}
 
 
 def test_a_reverted_hot_upgrade_is_neither_pending_nor_flipped_again() -> None:
     reverted = hot_pod("p", working="mesh-1", images=("mesh:v1", HOT_EMPTY), pod_hash="bbb")
-    assert not candidates.hot_upgrade_pending(hot_sidecarset("mesh:v1"), reverted)
+    assert not pod_classification.hot_upgrade_pending(hot_sidecarset("mesh:v1"), reverted)
     assert rollout.flip_update(hot_sidecarset("mesh:v1"), reverted, NOW) is None
 
 
@@ -548,10 +552,10 @@ def test_flip_resets_the_idle_twin_and_its_versions_without_touching_the_hash() 
     flip = rollout.flip_update(HOT_SET, pod, NOW)
     assert flip is not None
     assert [(c.container, c.image) for c in flip.images] == [("mesh-1", HOT_EMPTY)]
-    assert flip.annotations[wire.version_annotation("mesh-1")] == "0"
-    assert flip.annotations[wire.version_alt_annotation("mesh-2")] == "0"
-    assert wire.HASH_ANNOTATION not in flip.annotations
-    state = json.loads(flip.annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
+    assert flip.annotations[pod_contract.version_annotation("mesh-1")] == "0"
+    assert flip.annotations[pod_contract.version_alt_annotation("mesh-2")] == "0"
+    assert pod_contract.HASH_ANNOTATION not in flip.annotations
+    state = json.loads(flip.annotations[pod_contract.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
     assert state["lastContainerStatuses"] == {"mesh-1": {"imageID": "id-1"}}
 
 
@@ -565,7 +569,7 @@ def test_flip_keeps_the_revision_and_time_of_the_update_it_completes() -> None:
     )
     flip = rollout.flip_update(HOT_SET, pod, NOW)
     assert flip is not None
-    state = json.loads(flip.annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
+    state = json.loads(flip.annotations[pod_contract.INPLACE_UPDATE_STATE_ANNOTATION])[SET]
     assert state["updateTimestamp"] == "2025-01-01T00:00:00Z"
     assert state["lastContainerStatuses"] == {
         "mesh-1": {"imageID": "id-1"},

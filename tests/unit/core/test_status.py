@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sidecarset.core import rollout, status, wire
+from sidecarset.core import pod_contract, rollout, status
 from sidecarset.core.model import Condition, SidecarSet, SidecarSetStatus
 from sidecarset.core.podview import PodView
 from tests.unit.podbuilders import (
@@ -190,7 +190,7 @@ def test_conditions_carry_the_observed_generation() -> None:
 
 
 def test_no_matched_pods_is_a_complete_rollout() -> None:
-    stranger = make_pod("x", annotations={wire.INJECTED_LIST_ANNOTATION: "other"})
+    stranger = make_pod("x", annotations={pod_contract.INJECTED_LIST_ANNOTATION: "other"})
     result = _status([stranger])
     assert result.matched_pods == 0
     assert _conditions(result)["Ready"] == ("True", "RolloutComplete")

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecarset.app import projections
+from sidecarset.app import cached_objects
 from sidecarset.app.inject_webhook import PodInjector
 from sidecarset.app.settings import OperatorSettings
 from sidecarset.app.sidecarset_webhook import SidecarSetAdmission
@@ -60,10 +60,10 @@ def live_sidecarsets() -> dict[str, dict[str, Any]]:
 
 
 async def handlers() -> tuple[PodInjector, SidecarSetAdmission]:
-    sidecarsets: Store[projections.SidecarSetEntry] = Store("sidecarsets")
-    namespaces: Store[projections.NamespaceView] = Store("namespaces")
+    sidecarsets: Store[cached_objects.SidecarSetEntry] = Store("sidecarsets")
+    namespaces: Store[cached_objects.NamespaceView] = Store("namespaces")
     revisions: Store[dict[str, Any]] = Store("revisions")
-    await sidecarsets.replace({k: projections.entry(v) for k, v in live_sidecarsets().items()})
+    await sidecarsets.replace({k: cached_objects.entry(v) for k, v in live_sidecarsets().items()})
     await namespaces.replace({})
     await revisions.replace({})
     injector = PodInjector(

@@ -15,18 +15,18 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecarset.core import conversion, model, wire
+from sidecarset.core import conversion, model, pod_contract
 from sidecarset.core.errors import ModelError
 from tests.unit.properties.test_defaults_properties import SIDECARSET
 
 NAMES = st.sampled_from(["", "default", "team-a", "kube-system"])
-LABEL_KEYS = st.sampled_from(["app", "team", wire.CUSTOM_VERSION_LABEL])
+LABEL_KEYS = st.sampled_from(["app", "team", pod_contract.CUSTOM_VERSION_LABEL])
 PLAIN_ANNOTATIONS = st.sampled_from(["note", "apps.kruise.io/sidecarset-canary", "x/y"])
 SELECTORS = st.fixed_dictionaries(
     {},
     optional={
         "matchLabels": st.dictionaries(
-            st.sampled_from(["env", wire.NAMESPACE_NAME_LABEL]), NAMES, max_size=2
+            st.sampled_from(["env", pod_contract.NAMESPACE_NAME_LABEL]), NAMES, max_size=2
         ),
         "matchExpressions": st.lists(
             st.fixed_dictionaries(

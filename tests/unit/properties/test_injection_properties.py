@@ -15,7 +15,7 @@ import jsonpatch
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from sidecarset.core import defaults, injection, model, patches, wire
+from sidecarset.core import defaults, injection, model, patches, pod_contract
 
 NOW = "2024-05-01T10:00:00Z"
 LABELS = st.dictionaries(
@@ -95,8 +95,8 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
     if draw(FLAGS):
         annotations = draw(POD_ANNOTATIONS)
         if draw(FLAGS):
-            annotations[wire.HASH_ANNOTATION] = '{"legacy":"h"}'
-            annotations[wire.INJECTED_LIST_ANNOTATION] = "legacy"
+            annotations[pod_contract.HASH_ANNOTATION] = '{"legacy":"h"}'
+            annotations[pod_contract.INJECTED_LIST_ANNOTATION] = "legacy"
         metadata["annotations"] = annotations
     return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec}
 
@@ -240,8 +240,8 @@ def test_every_injected_container_is_marked_injected_exactly_once(
     for placed in (*result.containers, *result.init_containers):
         env = placed.body.get("env")
         assert isinstance(env, list)
-        marks = [e for e in env if e.get("name") == wire.INJECTED_ENV]
-        assert marks == [{"name": wire.INJECTED_ENV, "value": "true"}]
+        marks = [e for e in env if e.get("name") == pod_contract.INJECTED_ENV]
+        assert marks == [{"name": pod_contract.INJECTED_ENV, "value": "true"}]
 
 
 @PROPERTY_SETTINGS
@@ -255,6 +255,6 @@ def test_every_injected_sidecarset_is_listed_and_has_both_hash_entries(
     annotations = metadata.get("annotations") or {}
 
     for name in result.injected:
-        assert name in annotations[wire.INJECTED_LIST_ANNOTATION].split(",")
-        assert name in json.loads(annotations[wire.HASH_ANNOTATION])
-        assert name in json.loads(annotations[wire.HASH_WITHOUT_IMAGE_ANNOTATION])
+        assert name in annotations[pod_contract.INJECTED_LIST_ANNOTATION].split(",")
+        assert name in json.loads(annotations[pod_contract.HASH_ANNOTATION])
+        assert name in json.loads(annotations[pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION])

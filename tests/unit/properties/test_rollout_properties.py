@@ -7,9 +7,9 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecarset.core import candidates, ordering, rollout, status
-from sidecarset.core.candidates import PodStateKind
+from sidecarset.core import ordering, pod_classification, rollout, status
 from sidecarset.core.model import SidecarSet
+from sidecarset.core.pod_classification import PodStateKind
 from sidecarset.core.podview import PodKey, PodView
 from sidecarset.core.rollout import Hold
 from tests.unit.podbuilders import (
@@ -115,7 +115,7 @@ def _disrupted(
     """Unavailable or mid-update pods, judged from the pods alone (the module docstring's rule)."""
     found = set()
     for pod in rollout.matched_pods(sidecarset, pods):
-        state = candidates.classify(sidecarset, pod)
+        state = pod_classification.classify(sidecarset, pod)
         if (
             (state.updated and not state.available)
             or state.kind is PodStateKind.IN_FLIGHT
@@ -138,7 +138,8 @@ def test_a_plan_never_grows_the_disruption_past_the_budget(
     made_unavailable = {
         update.pod
         for update in plan.update
-        if update.images or not candidates.classify(sidecarset, by_key[update.pod]).available
+        if update.images
+        or not pod_classification.classify(sidecarset, by_key[update.pod]).available
     }
     after = before | made_unavailable
     assert len(after) <= max(plan.budget.max_unavailable, len(before))
@@ -176,7 +177,7 @@ def test_partition_and_canary_selector_hold_back_exactly_their_pods(
     def selected(pod: PodView) -> bool:
         return strategy.selector is None or pod.labels.get("canary") == "true"
 
-    outdated = [p for p in matched if not candidates.classify(sidecarset, p).updated]
+    outdated = [p for p in matched if not pod_classification.classify(sidecarset, p).updated]
     unselected = {p.key for p in outdated if not selected(p)}
     assert {k for k, h in plan.held.items() if h is Hold.NOT_SELECTED} == unselected
     assert all(selected(pod) for pod in matched if pod.key in set(plan.updated_keys))
@@ -186,7 +187,7 @@ def test_partition_and_canary_selector_hold_back_exactly_their_pods(
         for p in outdated
         if selected(p)
         and p.key not in pending
-        and candidates.classify(sidecarset, p).kind is PodStateKind.CANDIDATE
+        and pod_classification.classify(sidecarset, p).kind is PodStateKind.CANDIDATE
         and p.key not in {f.pod for f in plan.flip}
     ]
     partition = rollout.partition_count(strategy.partition, len(matched))
@@ -292,7 +293,8 @@ def test_hot_upgrade_plans_never_grow_the_disruption_past_the_budget(
     made_unavailable = {
         update.pod
         for update in plan.update
-        if update.images or not candidates.classify(sidecarset, by_key[update.pod]).available
+        if update.images
+        or not pod_classification.classify(sidecarset, by_key[update.pod]).available
     }
     assert len(before | made_unavailable) <= max(plan.budget.max_unavailable, len(before))
     flipped = {flip.pod for flip in plan.flip}

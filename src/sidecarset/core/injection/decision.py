@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.core.errors import FieldError
 from sidecarset.core.injection.matching import (
     PodSkip,
@@ -58,9 +58,9 @@ def inject(
     shape = _pod_shape(pod)
     if not is_active(pod):
         return Injection(namespace=namespace, shape=shape, pod_skip=PodSkip.INACTIVE)
-    if wire.is_injection_opted_out(labels, annotations):
+    if pod_contract.is_injection_opted_out(labels, annotations):
         return Injection(namespace=namespace, shape=shape, pod_skip=PodSkip.OPTED_OUT)
-    timestamp = wire.normalize_timestamp(now)
+    timestamp = pod_contract.normalize_timestamp(now)
 
     matched, passed_over, warnings = select_sidecarsets(
         sidecarsets, namespace=namespace, namespace_labels=namespace_labels, labels=labels
@@ -70,8 +70,8 @@ def inject(
             namespace=namespace, shape=shape, passed_over=passed_over, warnings=tuple(warnings)
         )
 
-    hashes = read_hashes(annotations, wire.HASH_ANNOTATION)
-    hashes_without_image = read_hashes(annotations, wire.HASH_WITHOUT_IMAGE_ANNOTATION)
+    hashes = read_hashes(annotations, pod_contract.HASH_ANNOTATION)
+    hashes_without_image = read_hashes(annotations, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION)
     pending: list[SidecarSet] = []
     for sidecarset in matched:
         if is_injected(sidecarset, spec, hashes):

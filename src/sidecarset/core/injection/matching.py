@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 
-from sidecarset.core import selectors, wire
+from sidecarset.core import pod_contract, selectors
 from sidecarset.core.injection.pod_json import as_mapping, name_of, objects
 from sidecarset.core.model import SidecarSet
 
@@ -79,20 +79,22 @@ def _expected_names(sidecarset: SidecarSet) -> tuple[set[str], set[str]]:
     init_names: set[str] = set()
     for sidecar in sidecarset.spec.init_containers:
         if sidecar.is_native_sidecar and sidecar.is_hot_upgrade:
-            init_names.update(wire.hot_upgrade_names(sidecar.name))
+            init_names.update(pod_contract.hot_upgrade_names(sidecar.name))
         else:
             init_names.add(sidecar.name)
     names: set[str] = set()
     for sidecar in sidecarset.spec.containers:
         if sidecar.is_hot_upgrade:
-            names.update(wire.hot_upgrade_names(sidecar.name))
+            names.update(pod_contract.hot_upgrade_names(sidecar.name))
         else:
             names.add(sidecar.name)
     return init_names, names
 
 
 def is_injected(
-    sidecarset: SidecarSet, pod_spec: Mapping[str, object], hashes: Mapping[str, wire.UpgradeSpec]
+    sidecarset: SidecarSet,
+    pod_spec: Mapping[str, object],
+    hashes: Mapping[str, pod_contract.UpgradeSpec],
 ) -> bool:
     """Already injected: the hash annotation has its entry and all its containers are present."""
     if sidecarset.name not in hashes:
@@ -134,6 +136,6 @@ def select_sidecarsets(
             selected.append(sidecarset)
         else:
             passed_over[sidecarset.name] = reason
-    bases = {base for s in selected if (base := wire.is_canary(s.metadata.annotations))}
+    bases = {base for s in selected if (base := pod_contract.is_canary(s.metadata.annotations))}
     passed_over.update({s.name: Skip.CANARY_BASE for s in selected if s.name in bases})
     return [s for s in selected if s.name not in bases], passed_over, warnings

@@ -12,7 +12,7 @@ import json
 
 import msgspec
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 
 __all__ = ["MergePatchError", "merge_patch"]
 
@@ -48,11 +48,13 @@ def _dump_json(value: object) -> str:
         return value.text
     if isinstance(value, dict):
         return (
-            "{" + ",".join(f"{wire.dump_json(k)}:{_dump_json(v)}" for k, v in value.items()) + "}"
+            "{"
+            + ",".join(f"{pod_contract.dump_json(k)}:{_dump_json(v)}" for k, v in value.items())
+            + "}"
         )
     if isinstance(value, list):
         return "[" + ",".join(_dump_json(v) for v in value) + "]"
-    return wire.dump_json(value)
+    return pod_contract.dump_json(value)
 
 
 def _prune_nulls(value: object) -> object:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 from sidecarset.core.errors import FieldError
 from sidecarset.core.injection.merge_patch import MergePatchError, merge_patch
 from sidecarset.core.injection.result import InjectionDenied
@@ -45,7 +45,7 @@ def patch_metadata(annotations: Mapping[str, str], sidecarset: SidecarSet) -> di
                 except MergePatchError as exc:
                     raise InjectionDenied(
                         FieldError.invalid(
-                            wire.annotation_path(key),
+                            pod_contract.annotation_path(key),
                             current if len(current) <= 200 else current[:200] + "...",
                             f"SidecarSet {sidecarset.name} patchPodMetadata (MergePatchJson)"
                             f" cannot merge {value!r}: {exc}",
@@ -54,10 +54,10 @@ def patch_metadata(annotations: Mapping[str, str], sidecarset: SidecarSet) -> di
     return result
 
 
-def read_hashes(annotations: Mapping[str, str], key: str) -> dict[str, wire.UpgradeSpec]:
+def read_hashes(annotations: Mapping[str, str], key: str) -> dict[str, pod_contract.UpgradeSpec]:
     try:
-        return wire.read_upgrade_specs(annotations, key)
-    except wire.MalformedAnnotation as exc:
+        return pod_contract.read_upgrade_specs(annotations, key)
+    except pod_contract.MalformedAnnotation as exc:
         raise InjectionDenied(exc.error) from None
 
 
@@ -67,8 +67,8 @@ def record_injection(
     injected: Sequence[SidecarSet],
     built: Mapping[str, BuiltSidecarSet],
     *,
-    hashes: dict[str, wire.UpgradeSpec],
-    hashes_without_image: dict[str, wire.UpgradeSpec],
+    hashes: dict[str, pod_contract.UpgradeSpec],
+    hashes_without_image: dict[str, pod_contract.UpgradeSpec],
     timestamp: str,
     listed: Sequence[str],
     warnings: list[str],
@@ -77,35 +77,39 @@ def record_injection(
     hot_working: dict[str, str] = {}
     if any(built[s.name].hot_working for s in injected):
         try:
-            hot_working = wire.read_working_hot_upgrade(original)
-        except wire.MalformedAnnotation as exc:
+            hot_working = pod_contract.read_working_hot_upgrade(original)
+        except pod_contract.MalformedAnnotation as exc:
             # Kruise ignores an unreadable value and writes a fresh map; say so.
             warnings.append(f"{exc}; replaced")
     for sidecarset in injected:
         result = built[sidecarset.name]
         name = sidecarset.name
         own = sidecarset.metadata.annotations
-        if wire.HASH_ANNOTATION not in own:
-            warnings.append(f"SidecarSet {name} has no {wire.HASH_ANNOTATION} annotation")
-        hashes[name] = wire.UpgradeSpec(
+        if pod_contract.HASH_ANNOTATION not in own:
+            warnings.append(f"SidecarSet {name} has no {pod_contract.HASH_ANNOTATION} annotation")
+        hashes[name] = pod_contract.UpgradeSpec(
             update_timestamp=timestamp,
-            hash=own.get(wire.HASH_ANNOTATION, ""),
+            hash=own.get(pod_contract.HASH_ANNOTATION, ""),
             sidecarset_name=name,
             sidecar_list=result.sidecar_list,
             controller_revision=sidecarset.status.latest_revision,
         )
-        hashes_without_image[name] = wire.UpgradeSpec(
+        hashes_without_image[name] = pod_contract.UpgradeSpec(
             update_timestamp=timestamp,
-            hash=own.get(wire.HASH_WITHOUT_IMAGE_ANNOTATION, ""),
+            hash=own.get(pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION, ""),
             sidecarset_name=name,
             sidecar_list=result.sidecar_list,
         )
         final.update(result.annotations)
         hot_working.update(result.hot_working)
-    final[wire.HASH_ANNOTATION] = wire.write_upgrade_specs(hashes)
-    final[wire.HASH_WITHOUT_IMAGE_ANNOTATION] = wire.write_upgrade_specs(hashes_without_image)
-    final[wire.INJECTED_LIST_ANNOTATION] = wire.write_injected_list(
-        wire.read_injected_list(original) | set(listed)
+    final[pod_contract.HASH_ANNOTATION] = pod_contract.write_upgrade_specs(hashes)
+    final[pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION] = pod_contract.write_upgrade_specs(
+        hashes_without_image
+    )
+    final[pod_contract.INJECTED_LIST_ANNOTATION] = pod_contract.write_injected_list(
+        pod_contract.read_injected_list(original) | set(listed)
     )
     if hot_working:
-        final[wire.WORKING_HOT_UPGRADE_ANNOTATION] = wire.write_working_hot_upgrade(hot_working)
+        final[pod_contract.WORKING_HOT_UPGRADE_ANNOTATION] = pod_contract.write_working_hot_upgrade(
+            hot_working
+        )

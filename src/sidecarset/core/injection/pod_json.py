@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sidecarset.core import wire
+from sidecarset.core import pod_contract
 
 
 def as_mapping(value: object) -> Mapping[str, object]:
@@ -42,4 +42,4 @@ def first_env_value(container: Mapping[str, object], name: str) -> str:
 
 
 def is_app_container(container: Mapping[str, object]) -> bool:
-    return first_env_value(container, wire.INJECTED_ENV) != "true"
+    return first_env_value(container, pod_contract.INJECTED_ENV) != "true"

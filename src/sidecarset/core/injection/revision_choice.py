@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from sidecarset.core import model, selectors, wire
+from sidecarset.core import model, pod_contract, selectors
 from sidecarset.core.errors import ModelError
 from sidecarset.core.model import RevisionPolicy, SidecarSet
 
@@ -141,9 +141,9 @@ def find_revision(
     candidates = [
         rev
         for rev in revisions
-        if (rev.get("metadata", {}).get("labels") or {}).get(wire.SIDECARSET_NAME_LABEL)
+        if (rev.get("metadata", {}).get("labels") or {}).get(pod_contract.SIDECARSET_NAME_LABEL)
         == live.metadata.name
-        and (rev.get("metadata", {}).get("labels") or {}).get(wire.CUSTOM_VERSION_LABEL)
+        and (rev.get("metadata", {}).get("labels") or {}).get(pod_contract.CUSTOM_VERSION_LABEL)
         == pinned.custom_version
     ]
     if not candidates:
@@ -167,7 +167,7 @@ def restore_revision(live_raw: dict[str, Any], revision: dict[str, Any]) -> mode
         else:
             spec[key] = value
     annotations = restored.setdefault("metadata", {}).setdefault("annotations", {})
-    for key in (wire.HASH_ANNOTATION, wire.HASH_WITHOUT_IMAGE_ANNOTATION):
+    for key in (pod_contract.HASH_ANNOTATION, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION):
         value = (revision.get("metadata", {}).get("annotations") or {}).get(key)
         if value:
             annotations[key] = value

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from sidecarset.core import resources, wire
+from sidecarset.core import pod_contract, resources
 from sidecarset.core.errors import FieldError
 from sidecarset.core.injection.pod_json import is_app_container, name_of, objects, text
 from sidecarset.core.injection.result import InjectionDenied, Placement
@@ -253,7 +253,7 @@ def _sidecar_body(
         body["volumeMounts"] = mounts
 
     env = list(objects(body.get("env")))
-    _set_env(env, {"name": wire.INJECTED_ENV, "value": "true"})
+    _set_env(env, {"name": pod_contract.INJECTED_ENV, "value": "true"})
     body["env"] = _merge_by_name(env, extra_env)
 
     share_devices = sidecar.share_volume_device_policy
@@ -275,15 +275,15 @@ def _hot_upgrade_twins(
     sidecar: SidecarContainer, body: JsonObject, warnings: list[str], where: str
 ) -> tuple[tuple[JsonObject, JsonObject], dict[str, str]]:
     """`S-1` (working, real image) and `S-2` (idle, empty image), and their version annotations."""
-    working, idle = wire.hot_upgrade_names(sidecar.name)
+    working, idle = pod_contract.hot_upgrade_names(sidecar.name)
     twins: list[JsonObject] = []
     for twin in (working, idle):
         twin_body = copy_json(body)
         twin_body["name"] = twin
         env = list(objects(twin_body.get("env")))
         for env_name, field_path in (
-            (wire.VERSION_ENV, wire.version_field_path(twin)),
-            (wire.VERSION_ALT_ENV, wire.version_alt_field_path(twin)),
+            (pod_contract.VERSION_ENV, pod_contract.version_field_path(twin)),
+            (pod_contract.VERSION_ALT_ENV, pod_contract.version_alt_field_path(twin)),
         ):
             _set_env(env, {"name": env_name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}})
         twin_body["env"] = env
@@ -298,10 +298,10 @@ def _hot_upgrade_twins(
             f" container {idle} without an image"
         )
     annotations = {
-        wire.version_annotation(working): "1",
-        wire.version_alt_annotation(working): "0",
-        wire.version_annotation(idle): "0",
-        wire.version_alt_annotation(idle): "1",
+        pod_contract.version_annotation(working): "1",
+        pod_contract.version_alt_annotation(working): "0",
+        pod_contract.version_annotation(idle): "0",
+        pod_contract.version_alt_annotation(idle): "1",
     }
     return (twins[0], twins[1]), annotations
 
@@ -371,7 +371,7 @@ def build_sidecarset(
                 twins, versions = _hot_upgrade_twins(sidecar, body, warnings, where)
                 out.extend(Candidate(sidecarset=name, body=b, placement=placement) for b in twins)
                 annotations.update(versions)
-                hot_working[sidecar.name] = wire.hot_upgrade_names(sidecar.name)[0]
+                hot_working[sidecar.name] = pod_contract.hot_upgrade_names(sidecar.name)[0]
             else:
                 out.append(Candidate(sidecarset=name, body=body, placement=placement))
     return BuiltSidecarSet(

@@ -19,11 +19,11 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from sidecarset.core import candidates, wire
-from sidecarset.core.candidates import Blocker, Location, Sidecar
+from sidecarset.core import pod_classification, pod_contract
 from sidecarset.core.injection.pod_annotations import patch_metadata
 from sidecarset.core.injection.result import InjectionDenied
 from sidecarset.core.model import SidecarSet
+from sidecarset.core.pod_classification import Blocker, Location, Sidecar
 from sidecarset.core.podview import ContainerView, InitContainerView, PodKey, PodView
 
 __all__ = [
@@ -111,15 +111,15 @@ def pod_update(
     repairs: list[str] = []
     images: list[ImageChange] = []
 
-    sidecars = candidates.sidecars(sidecarset)
+    sidecars = pod_classification.sidecars(sidecarset)
     working = _read_working(pod, blockers) if any(s.is_hot for s in sidecars) else {}
     for sidecar in sidecars:
         change = _sidecar_change(sidecarset, sidecar, pod, working, annotations)
         if change is not None:
             images.append(change)
             if sidecar.is_hot:
-                annotations[wire.WORKING_HOT_UPGRADE_ANNOTATION] = wire.write_working_hot_upgrade(
-                    working
+                annotations[pod_contract.WORKING_HOT_UPGRADE_ANNOTATION] = (
+                    pod_contract.write_working_hot_upgrade(working)
                 )
 
     revision = sidecarset.status.latest_revision if latest_revision is None else latest_revision
@@ -148,14 +148,14 @@ def flip_update(sidecarset: SidecarSet, pod: PodView, now: datetime) -> PodUpdat
     Each hot sidecar's idle twin gets the empty image, `version.../<idle>` becomes "0" and
     `versionalt.../<working>` becomes "0"; the imageIDs of the reset twins are recorded so their
     restart can be detected. The hash annotation is not touched. Whether the pod is ready for
-    the reset is `candidates.is_flip_ready`'s question, not this function's.
+    the reset is `pod_classification.is_flip_ready`'s question, not this function's.
     """
     annotations = dict(pod.annotations)
     images: list[ImageChange] = []
-    for sidecar in candidates.sidecars(sidecarset):
+    for sidecar in pod_classification.sidecars(sidecarset):
         if not sidecar.is_hot:
             continue
-        working, idle = candidates.working_twin(sidecar, pod)
+        working, idle = pod_classification.working_twin(sidecar, pod)
         index, current = _find(pod, sidecar.location, idle)
         if current is None or current == sidecar.empty_image:
             continue
@@ -168,8 +168,8 @@ def flip_update(sidecarset: SidecarSet, pod: PodView, now: datetime) -> PodUpdat
                 previous=current,
             )
         )
-        annotations[wire.version_annotation(idle)] = "0"
-        annotations[wire.version_alt_annotation(working)] = "0"
+        annotations[pod_contract.version_annotation(idle)] = "0"
+        annotations[pod_contract.version_alt_annotation(working)] = "0"
     if not images:
         return None
     _record_image_ids(sidecarset, pod, annotations, images, now, keep_revision=True)
@@ -195,12 +195,12 @@ def upgradable_condition_update(
     verdicts: dict[str, bool] = {}
     if current is not None:
         try:
-            verdicts = wire.read_upgradable_message(current.message)
+            verdicts = pod_contract.read_upgradable_message(current.message)
         except ValueError:
             verdicts = {}
     verdicts[sidecarset_name] = upgradable
-    status, reason = wire.upgradable_condition(verdicts)
-    message = wire.write_upgradable_message(verdicts)
+    status, reason = pod_contract.upgradable_condition(verdicts)
+    message = pod_contract.write_upgradable_message(verdicts)
     if current is not None and (current.status, current.reason, current.message) == (
         status,
         reason,
@@ -212,7 +212,7 @@ def upgradable_condition_update(
         since = current.last_transition_time
     return PodConditionUpdate(
         pod=pod.key,
-        type=wire.UPGRADABLE_CONDITION,
+        type=pod_contract.UPGRADABLE_CONDITION,
         status=status,
         reason=reason,
         message=message,
@@ -222,7 +222,7 @@ def upgradable_condition_update(
 
 def changes_images(sidecarset: SidecarSet, pod: PodView) -> bool:
     """Whether `pod_update` would change an image of `pod`, without building the update."""
-    sidecars = candidates.sidecars(sidecarset)
+    sidecars = pod_classification.sidecars(sidecarset)
     working = _read_working(pod, []) if any(s.is_hot for s in sidecars) else {}
     scratch: dict[str, str] = {}
     return any(
@@ -233,8 +233,8 @@ def changes_images(sidecarset: SidecarSet, pod: PodView) -> bool:
 
 def _read_working(pod: PodView, blockers: list[Blocker]) -> dict[str, str]:
     try:
-        return wire.read_working_hot_upgrade(pod.annotations)
-    except wire.MalformedAnnotation as exc:
+        return pod_contract.read_working_hot_upgrade(pod.annotations)
+    except pod_contract.MalformedAnnotation as exc:
         blockers.append(Blocker(field=exc.error.path, message=exc.error.detail))
         return {}
 
@@ -264,13 +264,16 @@ def _sidecar_change(
     if current is None or other_image is None:
         return None
     if other_image == new_image:
-        if candidates.working_twin(sidecar, pod)[0] != picked or current == sidecar.empty_image:
+        if (
+            pod_classification.working_twin(sidecar, pod)[0] != picked
+            or current == sidecar.empty_image
+        ):
             return None
         # A rollback while the working twin is the one that failed: the idle twin still runs
         # the wanted image, so it becomes the working twin again and the failed one is reset.
         working[sidecar.name] = other
-        annotations[wire.version_annotation(picked)] = "0"
-        annotations[wire.version_alt_annotation(other)] = "0"
+        annotations[pod_contract.version_annotation(picked)] = "0"
+        annotations[pod_contract.version_alt_annotation(other)] = "0"
         return ImageChange(
             container=picked,
             location=sidecar.location,
@@ -280,11 +283,11 @@ def _sidecar_change(
         )
     working[sidecar.name] = picked
     version = sidecarset.metadata.resource_version
-    annotations[wire.version_annotation(picked)] = version
-    annotations[wire.version_alt_annotation(picked)] = pod.annotations.get(
-        wire.version_annotation(other), ""
+    annotations[pod_contract.version_annotation(picked)] = version
+    annotations[pod_contract.version_alt_annotation(picked)] = pod.annotations.get(
+        pod_contract.version_annotation(other), ""
     )
-    annotations[wire.version_alt_annotation(other)] = version
+    annotations[pod_contract.version_alt_annotation(other)] = version
     return ImageChange(
         container=picked,
         location=sidecar.location,
@@ -297,7 +300,7 @@ def _sidecar_change(
 def _twin_to_upgrade(sidecarset: SidecarSet, sidecar: Sidecar, pod: PodView) -> tuple[str, str]:
     """(twin to overwrite, the other twin), behaviour.md §8.2: the one with the empty image (S-1
     checked first); else the only one that is not Ready and consistent; else the idle one."""
-    first, second = wire.hot_upgrade_names(sidecar.name)
+    first, second = pod_contract.hot_upgrade_names(sidecar.name)
     _, first_image = _find(pod, sidecar.location, first)
     _, second_image = _find(pod, sidecar.location, second)
     if first_image == sidecar.empty_image:
@@ -310,7 +313,7 @@ def _twin_to_upgrade(sidecarset: SidecarSet, sidecar: Sidecar, pod: PodView) -> 
         return second, first
     if second_ok and not first_ok:
         return first, second
-    working, idle = candidates.working_twin(sidecar, pod)
+    working, idle = pod_classification.working_twin(sidecar, pod)
     return idle, working
 
 
@@ -321,7 +324,7 @@ def _twin_ok(sidecarset: SidecarSet, pod: PodView, location: Location, name: str
     return (
         status is not None
         and status.ready
-        and candidates.is_state_consistent(sidecarset, pod, {name})
+        and pod_classification.is_state_consistent(sidecarset, pod, {name})
     )
 
 
@@ -350,26 +353,26 @@ def _bump_hash(
     repairs: list[str],
 ) -> None:
     try:
-        entries = wire.read_upgrade_specs(pod.annotations, wire.HASH_ANNOTATION)
-    except wire.MalformedAnnotation:
+        entries = pod_contract.read_upgrade_specs(pod.annotations, pod_contract.HASH_ANNOTATION)
+    except pod_contract.MalformedAnnotation:
         # Kruise starts over from an empty map; refusing instead stalled the whole SidecarSet
         # on one pod's bad annotation.
         entries = {}
-        repairs.append(wire.HASH_ANNOTATION)
+        repairs.append(pod_contract.HASH_ANNOTATION)
     stamp = _go_time(now)
-    if _is_legacy(pod.annotations.get(wire.HASH_ANNOTATION, "")):
+    if _is_legacy(pod.annotations.get(pod_contract.HASH_ANNOTATION, "")):
         entries = {
             name: msgspec.structs.replace(entry, update_timestamp=stamp)
             for name, entry in entries.items()
         }
-    entries[sidecarset.name] = wire.UpgradeSpec(
+    entries[sidecarset.name] = pod_contract.UpgradeSpec(
         update_timestamp=stamp,
-        hash=sidecarset.metadata.annotations.get(wire.HASH_ANNOTATION, ""),
+        hash=sidecarset.metadata.annotations.get(pod_contract.HASH_ANNOTATION, ""),
         sidecarset_name=sidecarset.name,
-        sidecar_list=tuple(sorted({s.name for s in candidates.sidecars(sidecarset)})),
+        sidecar_list=tuple(sorted({s.name for s in pod_classification.sidecars(sidecarset)})),
         controller_revision=revision,
     )
-    annotations[wire.HASH_ANNOTATION] = wire.write_upgrade_specs(entries)
+    annotations[pod_contract.HASH_ANNOTATION] = pod_contract.write_upgrade_specs(entries)
 
 
 def _is_legacy(raw: str) -> bool:
@@ -386,12 +389,14 @@ def _is_legacy(raw: str) -> bool:
 
 
 def _upgrade_legacy_without_image(pod: PodView, annotations: dict[str, str], now: datetime) -> None:
-    raw = pod.annotations.get(wire.HASH_WITHOUT_IMAGE_ANNOTATION, "")
+    raw = pod.annotations.get(pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION, "")
     if not _is_legacy(raw):
         return
-    entries = wire.read_upgrade_specs(pod.annotations, wire.HASH_WITHOUT_IMAGE_ANNOTATION)
+    entries = pod_contract.read_upgrade_specs(
+        pod.annotations, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION
+    )
     stamp = _go_time(now)
-    annotations[wire.HASH_WITHOUT_IMAGE_ANNOTATION] = wire.write_upgrade_specs(
+    annotations[pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION] = pod_contract.write_upgrade_specs(
         {name: msgspec.structs.replace(e, update_timestamp=stamp) for name, e in entries.items()}
     )
 
@@ -406,8 +411,8 @@ def _record_image_ids(
     keep_revision: bool,
 ) -> None:
     try:
-        states = wire.read_inplace_update_state(pod.annotations)
-    except wire.MalformedAnnotation:
+        states = pod_contract.read_inplace_update_state(pod.annotations)
+    except pod_contract.MalformedAnnotation:
         # Kruise starts over from an empty map when the value cannot be read; so do we.
         states = {}
     previous = states.get(sidecarset.name)
@@ -422,25 +427,27 @@ def _record_image_ids(
     if keep_revision and previous is not None:
         state = msgspec.structs.replace(previous, last_image_ids=image_ids)
     else:
-        state = wire.InPlaceUpdateState(
-            revision=sidecarset.metadata.annotations.get(wire.HASH_ANNOTATION, ""),
+        state = pod_contract.InPlaceUpdateState(
+            revision=sidecarset.metadata.annotations.get(pod_contract.HASH_ANNOTATION, ""),
             update_timestamp=_go_time(now),
             last_image_ids=image_ids,
         )
     states[sidecarset.name] = state
-    annotations[wire.INPLACE_UPDATE_STATE_ANNOTATION] = wire.write_inplace_update_state(states)
+    annotations[pod_contract.INPLACE_UPDATE_STATE_ANNOTATION] = (
+        pod_contract.write_inplace_update_state(states)
+    )
 
 
 def _backfill_injected_list(sidecarset: SidecarSet, annotations: dict[str, str]) -> None:
     """Very old pods lack the injected-list; Kruise fills it with every SidecarSet matching the
     pod now. The SidecarSets that really injected the pod are those in its hash annotation."""
-    if annotations.get(wire.INJECTED_LIST_ANNOTATION, ""):
+    if annotations.get(pod_contract.INJECTED_LIST_ANNOTATION, ""):
         return
     try:
-        injected = set(wire.read_upgrade_specs(annotations, wire.HASH_ANNOTATION))
-    except wire.MalformedAnnotation:
+        injected = set(pod_contract.read_upgrade_specs(annotations, pod_contract.HASH_ANNOTATION))
+    except pod_contract.MalformedAnnotation:
         injected = set()
-    annotations[wire.INJECTED_LIST_ANNOTATION] = wire.write_injected_list(
+    annotations[pod_contract.INJECTED_LIST_ANNOTATION] = pod_contract.write_injected_list(
         injected | {sidecarset.name}
     )
 

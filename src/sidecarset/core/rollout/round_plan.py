@@ -35,9 +35,9 @@ from enum import StrEnum
 
 import msgspec
 
-from sidecarset.core import candidates, ordering, selectors
-from sidecarset.core.candidates import Blocker, PodState, PodStateKind
+from sidecarset.core import ordering, pod_classification, selectors
 from sidecarset.core.model import SidecarSet, SidecarSetUpdateStrategy
+from sidecarset.core.pod_classification import Blocker, PodState, PodStateKind
 from sidecarset.core.podview import PodKey, PodView
 from sidecarset.core.rollout.budget import bad_value, max_unavailable_count, partition_count
 from sidecarset.core.rollout.in_place_update import (
@@ -121,7 +121,7 @@ class RoundPlan(msgspec.Struct, frozen=True, kw_only=True):
     budget: Budget
     requeue_after: timedelta | None
     warnings: tuple[str, ...] = ()
-    matched: tuple[candidates.Judged, ...] = ()
+    matched: tuple[pod_classification.Judged, ...] = ()
     """Every matched pod with its key and state, sorted by key: what the status counts."""
 
     @property
@@ -135,10 +135,10 @@ class RoundPlan(msgspec.Struct, frozen=True, kw_only=True):
 def matched_pods(
     sidecarset: SidecarSet,
     pods: Sequence[PodView],
-    judgements: candidates.Judgements | None = None,
+    judgements: pod_classification.Judgements | None = None,
 ) -> tuple[PodView, ...]:
     """The pods this SidecarSet rolls and counts (behaviour.md §3.2), sorted by namespace/name."""
-    judged = (judgements or candidates.Judgements()).judge(sidecarset, pods)
+    judged = (judgements or pod_classification.Judgements()).judge(sidecarset, pods)
     return tuple(pod for _, pod, _ in judged)
 
 
@@ -149,7 +149,7 @@ def plan_round(
     *,
     latest_revision: str | None = None,
     pending: Collection[PodKey] = (),
-    judgements: candidates.Judgements | None = None,
+    judgements: pod_classification.Judgements | None = None,
 ) -> RoundPlan:
     """Choose this round's pods; never grows the disrupted count past `maxUnavailable`.
 
@@ -159,7 +159,7 @@ def plan_round(
     entries (default: `status.latestRevision`). `judgements`, kept by the caller from round to
     round, spares judging again the pods that did not change (the result is the same).
     """
-    memo = judgements or candidates.Judgements()
+    memo = judgements or pod_classification.Judgements()
     judged = memo.judge(sidecarset, pods)
     strategy = sidecarset.spec.update_strategy
     tally = _sort_out(judged, pending)
@@ -170,7 +170,7 @@ def plan_round(
         tally.held.update((key, reason) for key, _, _ in tally.outdated)
         return _plan(tally)
 
-    if not tally.outdated and not any(s.is_hot for s in candidates.sidecars(sidecarset)):
+    if not tally.outdated and not any(s.is_hot for s in pod_classification.sidecars(sidecarset)):
         return _plan(tally)  # settled: nothing to update, and only a hot upgrade can flip
     matched = tuple(pod for _, pod, _ in judged)
     flips = _flips(sidecarset, matched, now, tally.pending)
@@ -200,19 +200,19 @@ class _Tally:
     """The round's working state: every matched pod's state and hold so far, the disrupted
     pods, and the limits. Steps of `plan_round` fill it in; `_plan` turns it into the answer."""
 
-    judged: tuple[candidates.Judged, ...]
+    judged: tuple[pod_classification.Judged, ...]
     states: dict[PodKey, PodState]
     pending: set[PodKey]
     disrupted: set[PodKey]
     blocked: dict[PodKey, Blocker] = field(default_factory=dict)
     held: dict[PodKey, Hold] = field(default_factory=dict)
-    outdated: list[candidates.Judged] = field(default_factory=list)
+    outdated: list[pod_classification.Judged] = field(default_factory=list)
     max_unavailable: int = 0
     partition: int = 0
     warnings: list[str] = field(default_factory=list)
 
 
-def _sort_out(judged: tuple[candidates.Judged, ...], pending: Collection[PodKey]) -> _Tally:
+def _sort_out(judged: tuple[pod_classification.Judged, ...], pending: Collection[PodKey]) -> _Tally:
     """One pass over the matched pods (a settled SidecarSet with thousands of pods spends its
     round here): updated pods are held, disrupted ones counted, blockers noted."""
     states = {key: state for key, _, state in judged}
@@ -356,10 +356,10 @@ def _flips(
     pending: Collection[PodKey],
 ) -> list[PodUpdate]:
     flips: list[PodUpdate] = []
-    if not any(sidecar.is_hot for sidecar in candidates.sidecars(sidecarset)):
+    if not any(sidecar.is_hot for sidecar in pod_classification.sidecars(sidecarset)):
         return flips  # only a hot upgrade can be flip-ready
     for pod in matched:
-        if pod.key in pending or not candidates.is_flip_ready(sidecarset, pod):
+        if pod.key in pending or not pod_classification.is_flip_ready(sidecarset, pod):
             continue
         flip = flip_update(sidecarset, pod, now)
         if flip is not None and not flip.blockers:

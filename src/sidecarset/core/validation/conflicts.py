@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from sidecarset.core import defaults, selectors, wire
+from sidecarset.core import defaults, pod_contract, selectors
 from sidecarset.core.errors import FieldError, Path
 from sidecarset.core.model import LabelSelector, PatchPolicy, SidecarSet
 from sidecarset.core.validation.containers import pod_names
@@ -18,7 +18,9 @@ from sidecarset.core.validation.containers import pod_names
 def _namespace_scope(sidecarset: SidecarSet) -> LabelSelector | None:
     """The namespaces a SidecarSet covers as a Namespace label selector; None means all."""
     if sidecarset.spec.namespace:
-        return LabelSelector(match_labels={wire.NAMESPACE_NAME_LABEL: sidecarset.spec.namespace})
+        return LabelSelector(
+            match_labels={pod_contract.NAMESPACE_NAME_LABEL: sidecarset.spec.namespace}
+        )
     return sidecarset.spec.namespace_selector
 
 
@@ -41,7 +43,7 @@ def _all_pod_names(sidecarset: SidecarSet) -> set[str]:
 
 
 def check_conflicts(sidecarset: SidecarSet, peers: Sequence[SidecarSet]) -> Iterator[FieldError]:
-    base = wire.is_canary(sidecarset.metadata.annotations)
+    base = pod_contract.is_canary(sidecarset.metadata.annotations)
     path = Path.root("spec")
     for peer in peers:
         if peer.name == sidecarset.name or peer.name == base:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 
 import msgspec
 
-from sidecarset.core import hashing, selectors, wire
+from sidecarset.core import hashing, pod_contract, selectors
 from sidecarset.core.errors import FieldError, Path
 from sidecarset.core.model import SidecarContainer, SidecarSet, Volume
 from sidecarset.core.validation.container_env import check_env
@@ -29,7 +29,7 @@ from sidecarset.core.validation.sidecar_fields import check_sidecar_fields
 def pod_names(container: SidecarContainer) -> tuple[str, ...]:
     """The container names a pod receives for this sidecar (HotUpgrade injects two twins)."""
     if container.is_hot_upgrade:
-        return wire.hot_upgrade_names(container.name)
+        return pod_contract.hot_upgrade_names(container.name)
     return (container.name,)
 
 

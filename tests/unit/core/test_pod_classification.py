@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from sidecarset.core import candidates, wire
-from sidecarset.core.candidates import PodStateKind
+from sidecarset.core import pod_classification, pod_contract
+from sidecarset.core.pod_classification import PodStateKind
 from sidecarset.core.podview import podview_from_dict
 from tests.unit.podbuilders import (
     HOT_EMPTY,
@@ -32,13 +32,13 @@ SIDECARSET = make_sidecarset()
 
 
 def test_a_pod_with_the_sidecarsets_hash_is_updated() -> None:
-    state = candidates.classify(SIDECARSET, updated_pod("p"))
+    state = pod_classification.classify(SIDECARSET, updated_pod("p"))
     assert state.kind is PodStateKind.UPDATED
     assert state.available
 
 
 def test_an_outdated_pod_running_its_spec_is_a_waiting_candidate() -> None:
-    state = candidates.classify(SIDECARSET, outdated_pod("p"))
+    state = pod_classification.classify(SIDECARSET, outdated_pod("p"))
     assert state.kind is PodStateKind.CANDIDATE
     assert state.consistent
     assert state.ready
@@ -46,7 +46,7 @@ def test_an_outdated_pod_running_its_spec_is_a_waiting_candidate() -> None:
 
 def test_a_changed_hash_without_image_makes_the_pod_not_upgradable_naming_spec_containers() -> None:
     sidecarset = make_sidecarset(hash_without_image="without-bbb")
-    state = candidates.classify(sidecarset, outdated_pod("p"))
+    state = pod_classification.classify(sidecarset, outdated_pod("p"))
     assert state.kind is PodStateKind.NOT_UPGRADABLE
     assert state.blocker is not None
     assert state.blocker.field == "spec.containers"
@@ -57,28 +57,28 @@ def test_a_removed_sidecar_is_named_in_the_not_upgradable_message() -> None:
     pod = make_pod(
         "p",
         annotations={
-            wire.HASH_WITHOUT_IMAGE_ANNOTATION: json.dumps(
+            pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION: json.dumps(
                 {SET: {"hash": "without-old", "sidecarList": [SIDECAR, "gone"]}}
             )
         },
     )
-    state = candidates.classify(SIDECARSET, pod)
+    state = pod_classification.classify(SIDECARSET, pod)
     assert state.blocker is not None
     assert "removed gone" in state.blocker.message
 
 
 def test_a_malformed_hash_annotation_makes_the_pod_a_candidate_as_kruise_does() -> None:
     # Kruise reads an unreadable kruise.io/sidecarset-hash as "not updated" and repairs it.
-    pod = make_pod("p", annotations={wire.HASH_ANNOTATION: "{not json"})
-    state = candidates.classify(SIDECARSET, pod)
+    pod = make_pod("p", annotations={pod_contract.HASH_ANNOTATION: "{not json"})
+    state = pod_classification.classify(SIDECARSET, pod)
     assert state.kind is PodStateKind.CANDIDATE
     assert state.blocker is None
 
 
 def test_a_malformed_hash_without_image_annotation_still_blocks_the_pod() -> None:
     # Kruise reads it as "" too, which differs from the SidecarSet's: not upgradable.
-    pod = make_pod("p", annotations={wire.HASH_WITHOUT_IMAGE_ANNOTATION: "{not json"})
-    state = candidates.classify(SIDECARSET, pod)
+    pod = make_pod("p", annotations={pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION: "{not json"})
+    state = pod_classification.classify(SIDECARSET, pod)
     assert state.kind is PodStateKind.NOT_UPGRADABLE
     assert state.blocker is not None
     assert state.blocker.field == "metadata.annotations[kruise.io/sidecarset-hash-without-image]"
@@ -87,7 +87,7 @@ def test_a_malformed_hash_without_image_annotation_still_blocks_the_pod() -> Non
 def test_a_ready_sidecar_still_rolling_a_previous_update_is_in_flight() -> None:
     # Outdated against a newer hash, but the kubelet has not yet restarted the last update.
     pod = updating_pod("p", pod_hash="older")
-    state = candidates.classify(SIDECARSET, pod)
+    state = pod_classification.classify(SIDECARSET, pod)
     assert state.kind is PodStateKind.IN_FLIGHT
     assert state.in_flight == (SIDECAR,)
 
@@ -96,7 +96,7 @@ def test_a_not_ready_sidecar_mid_update_is_still_a_candidate_so_a_bad_image_can_
     None
 ):
     pod = updating_pod("p", pod_hash="older", sidecar_ready=False, ready=False)
-    assert candidates.classify(SIDECARSET, pod).kind is PodStateKind.CANDIDATE
+    assert pod_classification.classify(SIDECARSET, pod).kind is PodStateKind.CANDIDATE
 
 
 # --- state consistency (behaviour.md §7.6) -----------------------------------------------------
@@ -104,26 +104,26 @@ def test_a_not_ready_sidecar_mid_update_is_still_a_candidate_so_a_bad_image_can_
 
 def test_a_sidecar_never_updated_in_place_is_consistent_whatever_its_status_image() -> None:
     pod = make_pod("p", status_image="something-else:v9")
-    assert candidates.is_state_consistent(SIDECARSET, pod)
+    assert pod_classification.is_state_consistent(SIDECARSET, pod)
 
 
 def test_an_updated_sidecar_whose_imageid_has_not_changed_is_inconsistent() -> None:
-    assert not candidates.is_state_consistent(SIDECARSET, updating_pod("p"))
+    assert not pod_classification.is_state_consistent(SIDECARSET, updating_pod("p"))
 
 
 def test_an_updated_sidecar_running_the_new_image_is_consistent() -> None:
-    assert candidates.is_state_consistent(SIDECARSET, updated_pod("p"))
+    assert pod_classification.is_state_consistent(SIDECARSET, updated_pod("p"))
 
 
 def test_a_changed_imageid_is_not_enough_when_the_status_image_is_still_the_old_one() -> None:
     # Kruise calls this complete (imageID changed); a re-pushed old tag would fool it.
     pod = updating_pod("p", status_image=V1, status_image_id=V2_ID)
-    assert not candidates.is_state_consistent(SIDECARSET, pod)
+    assert not pod_classification.is_state_consistent(SIDECARSET, pod)
 
 
 def test_two_tags_sharing_an_imageid_complete_once_the_status_names_the_new_tag() -> None:
     pod = updating_pod("p", status_image=V2, status_image_id=V1_ID)
-    assert candidates.is_state_consistent(SIDECARSET, pod)
+    assert pod_classification.is_state_consistent(SIDECARSET, pod)
 
 
 def test_runtime_normalised_status_images_match_the_short_spec_image() -> None:
@@ -135,14 +135,14 @@ def test_runtime_normalised_status_images_match_the_short_spec_image() -> None:
         status_image_id=V1_ID,
         recorded_image_id=V1_ID,
     )
-    assert candidates.is_state_consistent(SIDECARSET, pod)
+    assert pod_classification.is_state_consistent(SIDECARSET, pod)
 
 
 def test_a_bare_image_id_as_status_image_falls_back_to_the_imageid_change() -> None:
     done = updating_pod("p", status_image="sha256:" + "9" * 64, status_image_id=V2_ID)
     waiting = updating_pod("q", status_image="sha256:" + "9" * 64, status_image_id=V1_ID)
-    assert candidates.is_state_consistent(SIDECARSET, done)
-    assert not candidates.is_state_consistent(SIDECARSET, waiting)
+    assert pod_classification.is_state_consistent(SIDECARSET, done)
+    assert not pod_classification.is_state_consistent(SIDECARSET, waiting)
 
 
 @pytest.mark.parametrize(
@@ -175,13 +175,13 @@ def test_digest_images_are_consistent_exactly_when_the_imageid_has_the_same_dige
     spec_image: str, image_id: str, consistent: bool
 ) -> None:
     pod = make_pod("p", spec_image=spec_image, status_image=spec_image, status_image_id=image_id)
-    assert candidates.is_state_consistent(SIDECARSET, pod) is consistent
+    assert pod_classification.is_state_consistent(SIDECARSET, pod) is consistent
 
 
 def test_a_pod_with_a_missing_container_status_is_inconsistent() -> None:
     raw = make_pod_dict("p")
     raw["status"]["containerStatuses"] = raw["status"]["containerStatuses"][:1]  # type: ignore[index]
-    assert not candidates.is_state_consistent(SIDECARSET, podview_from_dict(raw))
+    assert not pod_classification.is_state_consistent(SIDECARSET, podview_from_dict(raw))
 
 
 @pytest.mark.parametrize(
@@ -203,42 +203,42 @@ def test_a_pod_with_a_missing_container_status_is_inconsistent() -> None:
 def test_image_references_normalise_as_runtimes_report_them(
     reference: str, normalised: str
 ) -> None:
-    assert candidates.normalize_image(reference) == normalised
+    assert pod_classification.normalize_image(reference) == normalised
 
 
 # --- matching (behaviour.md §3.2) --------------------------------------------------------------
 
 
 def test_terminating_pods_are_not_matched() -> None:
-    assert not candidates.is_matched(SIDECARSET, make_pod("p", deleting=True))
+    assert not pod_classification.is_matched(SIDECARSET, make_pod("p", deleting=True))
 
 
 def test_finished_pods_are_not_matched() -> None:
-    assert not candidates.is_matched(SIDECARSET, make_pod("p", phase="Succeeded"))
+    assert not pod_classification.is_matched(SIDECARSET, make_pod("p", phase="Succeeded"))
 
 
 def test_pods_injected_by_other_sidecarsets_only_are_not_matched() -> None:
-    pod = make_pod("p", annotations={wire.INJECTED_LIST_ANNOTATION: "other"})
-    assert not candidates.is_matched(SIDECARSET, pod)
+    pod = make_pod("p", annotations={pod_contract.INJECTED_LIST_ANNOTATION: "other"})
+    assert not pod_classification.is_matched(SIDECARSET, pod)
 
 
 def test_pods_without_an_injected_list_match_through_their_hash_entry() -> None:
-    pod = make_pod("p", annotations={wire.INJECTED_LIST_ANNOTATION: ""})
-    assert candidates.is_matched(SIDECARSET, pod)
+    pod = make_pod("p", annotations={pod_contract.INJECTED_LIST_ANNOTATION: ""})
+    assert pod_classification.is_matched(SIDECARSET, pod)
 
 
 def test_pods_missing_a_cold_sidecar_container_are_not_matched() -> None:
     sidecarset = make_sidecarset(containers=[sidecar_spec("other-sidecar")])
-    assert not candidates.is_matched(sidecarset, outdated_pod("p"))
+    assert not pod_classification.is_matched(sidecarset, outdated_pod("p"))
 
 
 def test_pods_injected_cold_are_not_matched_by_a_hot_sidecarset() -> None:
     sidecarset = make_sidecarset(containers=[sidecar_spec(SIDECAR, V2, hot_empty_image="e")])
-    assert not candidates.is_matched(sidecarset, outdated_pod("p"))
+    assert not pod_classification.is_matched(sidecarset, outdated_pod("p"))
 
 
 def test_hot_pods_with_both_twins_and_a_working_entry_are_matched() -> None:
-    assert candidates.is_matched(hot_sidecarset(), hot_pod("p"))
+    assert pod_classification.is_matched(hot_sidecarset(), hot_pod("p"))
 
 
 # --- hot upgrade ------------------------------------------------------------------------------
@@ -246,14 +246,14 @@ def test_hot_pods_with_both_twins_and_a_working_entry_are_matched() -> None:
 
 def test_a_pod_whose_idle_twin_still_runs_a_real_image_is_not_ready() -> None:
     pod = hot_pod("p", working="mesh-2", images=("mesh:v1", "mesh:v2"), pod_hash="bbb")
-    state = candidates.classify(hot_sidecarset(), pod)
+    state = pod_classification.classify(hot_sidecarset(), pod)
     assert state.hot_upgrade_pending
     assert not state.ready
 
 
 def test_a_consistent_ready_hot_upgrade_is_ready_to_flip() -> None:
     pod = hot_pod("p", working="mesh-2", images=("mesh:v1", "mesh:v2"), pod_hash="bbb")
-    assert candidates.is_flip_ready(hot_sidecarset(), pod)
+    assert pod_classification.is_flip_ready(hot_sidecarset(), pod)
 
 
 def test_a_hot_upgrade_whose_new_twin_is_not_ready_does_not_flip() -> None:
@@ -265,7 +265,7 @@ def test_a_hot_upgrade_whose_new_twin_is_not_ready_does_not_flip() -> None:
         pod_ready=False,
         pod_hash="bbb",
     )
-    assert not candidates.is_flip_ready(hot_sidecarset(), pod)
+    assert not pod_classification.is_flip_ready(hot_sidecarset(), pod)
 
 
 def test_a_hot_upgrade_still_starting_the_new_twin_does_not_flip() -> None:
@@ -277,7 +277,7 @@ def test_a_hot_upgrade_still_starting_the_new_twin_does_not_flip() -> None:
         recorded={"mesh-2": "id-2"},
         pod_hash="bbb",
     )
-    assert not candidates.is_flip_ready(hot_sidecarset(), pod)
+    assert not pod_classification.is_flip_ready(hot_sidecarset(), pod)
 
 
 def test_no_flip_while_the_working_twin_is_not_ready_whatever_the_pod_says() -> None:
@@ -290,11 +290,11 @@ def test_no_flip_while_the_working_twin_is_not_ready_whatever_the_pod_says() -> 
         pod_ready=True,
         pod_hash="bbb",
     )
-    assert not candidates.is_flip_ready(hot_sidecarset(), pod)
+    assert not pod_classification.is_flip_ready(hot_sidecarset(), pod)
 
 
 def test_a_pod_without_a_pending_hot_upgrade_does_not_flip() -> None:
-    assert not candidates.is_flip_ready(hot_sidecarset(), hot_pod("p"))
+    assert not pod_classification.is_flip_ready(hot_sidecarset(), hot_pod("p"))
 
 
 # --- native sidecars --------------------------------------------------------------------------
@@ -313,7 +313,7 @@ def _native_pod(
         {"name": "proxy", "image": status_image, "imageID": image_id, "ready": True},
     ]
     if recorded:
-        raw["metadata"]["annotations"][wire.INPLACE_UPDATE_STATE_ANNOTATION] = json.dumps(  # type: ignore[index]
+        raw["metadata"]["annotations"][pod_contract.INPLACE_UPDATE_STATE_ANNOTATION] = json.dumps(  # type: ignore[index]
             {SET: {"revision": "bbb", "lastContainerStatuses": {"proxy": {"imageID": "old"}}}}
         )
     return raw
@@ -327,12 +327,12 @@ NATIVE_SET = make_sidecarset(
 def test_native_sidecars_are_checked_through_the_init_container_statuses() -> None:
     rolling = podview_from_dict(_native_pod("proxy:v2", "proxy:v1", "old", recorded=True))
     done = podview_from_dict(_native_pod("proxy:v2", "proxy:v2", "new", recorded=True))
-    assert not candidates.is_state_consistent(NATIVE_SET, rolling)
-    assert candidates.is_state_consistent(NATIVE_SET, done)
+    assert not pod_classification.is_state_consistent(NATIVE_SET, rolling)
+    assert pod_classification.is_state_consistent(NATIVE_SET, done)
 
 
 def test_a_pod_missing_a_native_sidecar_is_not_upgradable() -> None:
-    state = candidates.classify(NATIVE_SET, outdated_pod("p"))
+    state = pod_classification.classify(NATIVE_SET, outdated_pod("p"))
     assert state.kind is PodStateKind.NOT_UPGRADABLE
     assert state.blocker is not None
     assert state.blocker.field == "spec.initContainers[proxy]"
@@ -345,7 +345,7 @@ def test_sidecars_lists_native_sidecars_before_containers_and_skips_plain_init_c
             {"name": "proxy", "image": "proxy:v2", "restartPolicy": "Always"},
         ]
     )
-    found = [(s.name, s.location) for s in candidates.sidecars(sidecarset)]
+    found = [(s.name, s.location) for s in pod_classification.sidecars(sidecarset)]
     assert found == [("proxy", "initContainers"), (SIDECAR, "containers")]
 
 

@@ -27,7 +27,7 @@ from typing import Literal
 
 import msgspec
 
-from sidecarset.core import ordering, wire
+from sidecarset.core import ordering, pod_contract
 from sidecarset.core.model import SidecarContainer, SidecarSet
 from sidecarset.core.podview import ContainerStatusView, PodKey, PodView
 
@@ -77,7 +77,7 @@ class Sidecar(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def names(self) -> tuple[str, ...]:
-        return wire.hot_upgrade_names(self.name) if self.is_hot else (self.name,)
+        return pod_contract.hot_upgrade_names(self.name) if self.is_hot else (self.name,)
 
     @property
     def empty_image(self) -> str:
@@ -178,7 +178,7 @@ def classify(sidecarset: SidecarSet, pod: PodView) -> PodState:
     )
     try:
         updated = is_updated(sidecarset, pod)
-    except wire.MalformedAnnotation:
+    except pod_contract.MalformedAnnotation:
         # As Kruise: an unreadable hash annotation means "not updated"; the update rewrites it.
         updated = False
     if updated:
@@ -202,24 +202,26 @@ def classify(sidecarset: SidecarSet, pod: PodView) -> PodState:
 def is_updated(sidecarset: SidecarSet, pod: PodView) -> bool:
     """The pod's `kruise.io/sidecarset-hash` entry equals the SidecarSet's hash annotation.
 
-    Raises `wire.MalformedAnnotation` when the pod's hash annotation cannot be read.
+    Raises `pod_contract.MalformedAnnotation` when the pod's hash annotation cannot be read.
     """
-    entries = wire.read_upgrade_specs(pod.annotations, wire.HASH_ANNOTATION)
+    entries = pod_contract.read_upgrade_specs(pod.annotations, pod_contract.HASH_ANNOTATION)
     entry = entries.get(sidecarset.name)
     pod_hash = entry.hash if entry is not None else ""
-    return pod_hash == sidecarset.metadata.annotations.get(wire.HASH_ANNOTATION, "")
+    return pod_hash == sidecarset.metadata.annotations.get(pod_contract.HASH_ANNOTATION, "")
 
 
 def _upgrade_blocker(sidecarset: SidecarSet, pod: PodView) -> Blocker | None:
-    set_hash = sidecarset.metadata.annotations.get(wire.HASH_WITHOUT_IMAGE_ANNOTATION, "")
+    set_hash = sidecarset.metadata.annotations.get(pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION, "")
     try:
-        entries = wire.read_upgrade_specs(pod.annotations, wire.HASH_WITHOUT_IMAGE_ANNOTATION)
-    except wire.MalformedAnnotation as exc:
+        entries = pod_contract.read_upgrade_specs(
+            pod.annotations, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION
+        )
+    except pod_contract.MalformedAnnotation as exc:
         return Blocker(field=exc.error.path, message=exc.error.detail)
     entry = entries.get(sidecarset.name)
     if entry is None or not entry.hash:
         return Blocker(
-            field=wire.annotation_path(wire.HASH_WITHOUT_IMAGE_ANNOTATION),
+            field=pod_contract.annotation_path(pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION),
             message=f"the pod has no hash-without-image entry for SidecarSet {sidecarset.name}",
         )
     if entry.hash != set_hash:
@@ -243,7 +245,7 @@ def _changed_field(sidecarset: SidecarSet) -> str:
     return "spec.containers"
 
 
-def _changed_message(sidecarset: SidecarSet, entry: wire.UpgradeSpec) -> str:
+def _changed_message(sidecarset: SidecarSet, entry: pod_contract.UpgradeSpec) -> str:
     current = {sidecar.name for sidecar in sidecars(sidecarset)}
     injected = set(entry.sidecar_list or ())
     base = (
@@ -337,11 +339,11 @@ def is_matched(sidecarset: SidecarSet, pod: PodView) -> bool:
 
 
 def _is_injected(name: str, pod: PodView) -> bool:
-    if pod.annotations.get(wire.INJECTED_LIST_ANNOTATION, ""):
-        return name in wire.read_injected_list(pod.annotations)
+    if pod.annotations.get(pod_contract.INJECTED_LIST_ANNOTATION, ""):
+        return name in pod_contract.read_injected_list(pod.annotations)
     try:
-        entries = wire.read_upgrade_specs(pod.annotations, wire.HASH_ANNOTATION)
-    except wire.MalformedAnnotation:
+        entries = pod_contract.read_upgrade_specs(pod.annotations, pod_contract.HASH_ANNOTATION)
+    except pod_contract.MalformedAnnotation:
         return False
     return name in entries
 
@@ -352,12 +354,12 @@ def is_structurally_consistent(sidecarset: SidecarSet, pod: PodView) -> bool:
     (behaviour.md §8.5). Native sidecars are not checked: a missing one makes it not upgradable.
     """
     try:
-        working = wire.read_working_hot_upgrade(pod.annotations)
-    except wire.MalformedAnnotation:
+        working = pod_contract.read_working_hot_upgrade(pod.annotations)
+    except pod_contract.MalformedAnnotation:
         working = {}
     for container in sidecarset.spec.containers:
         if container.is_hot_upgrade:
-            first, second = wire.hot_upgrade_names(container.name)
+            first, second = pod_contract.hot_upgrade_names(container.name)
             if container.name not in working or pod.container(first) is None:
                 return False
             if pod.container(second) is None:
@@ -375,10 +377,10 @@ def working_twin(sidecar: Sidecar, pod: PodView) -> tuple[str, str]:
 
     As Kruise: the working twin is `S-1` only when the annotation says so, else `S-2`.
     """
-    first, second = wire.hot_upgrade_names(sidecar.name)
+    first, second = pod_contract.hot_upgrade_names(sidecar.name)
     try:
-        working = wire.read_working_hot_upgrade(pod.annotations)
-    except wire.MalformedAnnotation:
+        working = pod_contract.read_working_hot_upgrade(pod.annotations)
+    except pod_contract.MalformedAnnotation:
         working = {}
     if working.get(sidecar.name) == first:
         return first, second
@@ -482,8 +484,8 @@ def _container_consistent(image: str, status: ContainerStatusView, recorded: str
 
 def _recorded_image_ids(name: str, annotations: Mapping[str, str]) -> dict[str, str]:
     try:
-        states = wire.read_inplace_update_state(annotations)
-    except wire.MalformedAnnotation:
+        states = pod_contract.read_inplace_update_state(annotations)
+    except pod_contract.MalformedAnnotation:
         return {}
     state = states.get(name)
     if state is None or state.last_image_ids is None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sidecarset.app.projections import NamespaceView, SidecarSetEntry
-from sidecarset.core import selectors, wire
+from sidecarset.app.cached_objects import NamespaceView, SidecarSetEntry
+from sidecarset.core import pod_contract, selectors
 from sidecarset.core.podview import PodView
 from sidecarset.shell.store import Added, Deleted, Event, Store, Updated
 
@@ -59,7 +59,7 @@ def label_index_value(key: str, value: str) -> str:
 
 
 def injected_names(pod: PodView) -> frozenset[str]:
-    return wire.read_injected_list(pod.annotations)
+    return pod_contract.read_injected_list(pod.annotations)
 
 
 def pod_keys(sidecarsets: Store[SidecarSetEntry]) -> Callable[[Event[PodView]], Iterable[str]]:
@@ -100,7 +100,9 @@ def namespace_keys(
 def revision_keys(event: Event[dict[str, Any]]) -> Iterable[str]:
     names = set()
     for obj in _objects(event):
-        name = ((obj.get("metadata") or {}).get("labels") or {}).get(wire.SIDECARSET_NAME_LABEL)
+        name = ((obj.get("metadata") or {}).get("labels") or {}).get(
+            pod_contract.SIDECARSET_NAME_LABEL
+        )
         if name:
             names.add(name)
     return sorted(names)
