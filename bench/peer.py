@@ -147,4 +147,7 @@ async def main(peer: str, quick: bool) -> int:
         table = peer_report.render_table(result)
         doc.write_text(peer_report.replace_section(doc.read_text(), table))
         harness.say(f"updated the table in {doc.relative_to(harness.ROOT)}")
+        from bench import plots
+
+        harness.say(f"plot: {plots.peer_kruise(result).relative_to(harness.ROOT)}")
     return 0

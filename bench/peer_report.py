@@ -196,7 +196,7 @@ def targets(summary: Mapping[str, Any], sizes: Sequence[int]) -> list[dict[str, 
             _target(
                 "most pods unavailable at once (ours)",
                 pods,
-                f"<= maxUnavailable ({allowed})",
+                f"<= maxUnavailable ({allowed:g})",
                 p["max_unavailable_seen"],
                 seen,
                 None if seen is None or allowed is None else seen <= allowed,

@@ -60,6 +60,7 @@ class PodCreation:
         self.latencies: dict[str, list[float]] = {case: [] for case in CASES}
         self._saved: dict[str, Any] = {}
         self._cpu_before = 0.0
+        self._writes_before = 0.0
 
     async def prepare(self) -> None:
         """The 100 admission SidecarSets and the single one, each path confirmed and warmed."""
@@ -79,6 +80,7 @@ class PodCreation:
         for body in BODIES.values():
             await webhook_e2e.batch(client, body, 3, namespace=ns)
         self._cpu_before = harness.cpu_seconds(self.pid)
+        self._writes_before = await self.operator.writes(self.cluster)
 
     async def round(self, r: int, per_batch: int) -> None:
         """One registered and one unregistered half, in ABBA order over the rounds."""
@@ -104,12 +106,18 @@ class PodCreation:
         )
 
     async def finish(self) -> dict[str, Any]:
-        """Latency per case (p50/p90/p99 and mean, ms) and the operator's CPU since prepared."""
+        """Latency per case (p50/p90/p99 and mean, ms), the operator's CPU and API writes since
+        prepared."""
         figures: dict[str, Any] = {
             case: webhook_e2e.describe(self.latencies[case]) for case in CASES
         }
         figures["operator_cpu_seconds"] = round(harness.cpu_seconds(self.pid) - self._cpu_before, 2)
         figures["operator_memory_mib"] = harness.memory(self.pid)
+        # What the operator's controllers wrote while pods were being created (status updates
+        # of the SidecarSets that count them), competing with the creations for the apiserver.
+        pods = sum(len(v) for v in self.latencies.values())
+        writes = await self.operator.writes(self.cluster) - self._writes_before
+        figures["operator_writes_per_created_pod"] = round(writes / pods, 3) if pods else None
         await harness.delete_namespace(await self.cluster.client(), CREATE_NAMESPACE)
         return figures
 
