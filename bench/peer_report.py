@@ -373,7 +373,7 @@ def render_table(result: Mapping[str, Any]) -> str:
     machine = result["machine"]
     lines += [
         "",
-        f"Medians of {reps} interleaved repetition{'s' if reps != 1 else ''}, measured "
+        f"Medians of {reps} interleaved repetition{'s' if reps != 1 else ''}, run finished "
         f"{result.get('measured_at', '?')} on {machine.get('nproc')} × {machine.get('cpu_model')}"
         f" (load average {machine.get('load_average')} at the start); Kruise "
         f"{result['versions'][PEER]}.",
