@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export PATH := $(PATH):/usr/local/go/bin
 export NO_PROXY := 127.0.0.1,localhost
 
-.PHONY: install lock testbin images image demo demo-down test unit integration lint bench clean
+.PHONY: install lock testbin images image demo demo-down test unit integration lint bench peer-kruise clean
 
 install: $(VENV)/.installed
 
@@ -69,8 +69,14 @@ lint: install testbin
 	$(HELM) lint --strict charts/sidecarset
 
 # QUICK=1: small sizes, under a minute; ONLY=scale (or webhook_server, webhook_e2e, rollout).
-bench: install testbin
-	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)
+# Quick runs write under bench/results/quick/ (git-ignored); full runs update bench/results/.
+# PEER=kruise: the side-by-side comparison with OpenKruise's kruise-manager instead, built first
+# from its pinned Go module into .testbin/kruise/ (about 5 min cold; skipped when stamped).
+bench: install testbin $(if $(PEER),peer-$(PEER),)
+	$(BIN)/python -m bench $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),) $(if $(PEER),--peer $(PEER),)
+
+peer-kruise: testbin
+	$(PYTHON) tools/build_kruise.py
 
 clean:
 	rm -rf $(VENV) .cluster

@@ -2,8 +2,9 @@
 
 Each benchmark is a module with `NAME` and `async run(cluster, quick) -> dict`; this runner
 starts the cluster once, runs them in order, prints their figures and writes
-`bench/results/<name>.json` (`<name>.quick.json` with --quick). A full run also redraws the
-plots in docs/img/. `--quick` runs everything at small sizes, in under a minute on 2 cores.
+`bench/results/<name>.json` (`bench/results/quick/<name>.json`, git-ignored, with --quick). A
+full run also redraws the plots in docs/img/. `--quick` runs everything at small sizes, in under
+a minute on 2 cores. `--peer kruise` runs the side-by-side comparison instead (bench/peer.py).
 """
 
 from __future__ import annotations
@@ -82,7 +83,18 @@ def cli() -> None:
     parser.add_argument(
         "--only", action="append", choices=sorted(BENCHMARKS), help="run only this (repeatable)"
     )
+    parser.add_argument(
+        "--peer",
+        choices=["kruise"],
+        help="instead: compare with this operator side by side (see bench/peer.py)",
+    )
     args = parser.parse_args()
+    if args.peer:
+        if args.only:
+            parser.error("--peer runs its own workloads; it does not take --only")
+        from bench import peer
+
+        sys.exit(asyncio.run(peer.main(args.peer, args.quick)))
     # Opt-in benchmarks (`OPT_IN = True`) run only when named: they would break the quick
     # run's one-minute budget.
     names = [

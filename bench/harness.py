@@ -38,6 +38,7 @@ from sidecarset.shell.kube.client import KubeClient, resource_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+QUICK_RESULTS = RESULTS / "quick"
 SIDECARSETS = resource_path("apps.kruise.io/v1alpha1", "sidecarsets")
 MUTATING_WEBHOOKS = resource_path(
     "admissionregistration.k8s.io/v1", "mutatingwebhookconfigurations"
@@ -703,6 +704,10 @@ def target(
     return Target(name, f"{sign} {limit:g} {unit}", measured, met)
 
 
+def result_path(name: str, *, quick: bool) -> Path:
+    return (QUICK_RESULTS if quick else RESULTS) / f"{name}.json"
+
+
 def write_result(
     name: str,
     *,
@@ -713,10 +718,10 @@ def write_result(
     notes: Sequence[str] = (),
     series: Mapping[str, Any] | None = None,
 ) -> Path:
-    """results/<name>.json (results/<name>.quick.json for --quick, so a quick run never replaces
-    the full figures the docs quote)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / (f"{name}.quick.json" if quick else f"{name}.json")
+    """results/<name>.json; with --quick results/quick/<name>.json, a git-ignored folder, so a
+    quick run never replaces the full figures the docs quote nor touches a tracked file."""
+    path = result_path(name, quick=quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "benchmark": name,
         "quick": quick,

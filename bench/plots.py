@@ -2,7 +2,8 @@
 
 - webhook-latency.png: client p50/p99 and the server's own p99 against the request rate;
 - rollout-progress.png: pods on the new sidecar, ready on it, and unavailable over time;
-- scale.png: RSS, time to synced, reconcile and decision time against pods cached.
+- scale.png: RSS, time to synced, reconcile and decision time against pods cached;
+- peer-kruise.png: rollout wall time and peak RSS against pods, ours and kruise-manager.
 """
 
 from __future__ import annotations
@@ -117,6 +118,43 @@ def scale(result: dict[str, Any]) -> Path:
     return _save(fig, "scale.png")
 
 
+def peer_kruise(result: dict[str, Any]) -> Path:
+    """Rollout wall time and peak RSS against pods, both operators at equal client QPS."""
+    plt = _pyplot()
+    sizes = result["settings"]["sizes"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for operator, marker in (("kruise", "s--"), ("sidecarset", "o-")):
+        rollouts = result["summary"][operator]["rollout"]
+        for setting, label in (("equal", "equal QPS"), ("default", "its default QPS")):
+            if operator == "sidecarset" and setting == "default":
+                continue  # ours' default is the equal setting
+            axes[0].plot(
+                sizes,
+                [rollouts[setting][str(n)]["seconds_to_all_pods_updated_and_ready"] for n in sizes],
+                marker if setting == "equal" else ":",
+                label=f"{operator}, {label}",
+            )
+        axes[1].plot(
+            sizes,
+            [rollouts["equal"][str(n)]["operator_peak_rss_mib"] for n in sizes],
+            marker,
+            label=operator,
+        )
+    axes[0].set_ylabel("seconds, image change to all pods ready")
+    axes[0].set_title("rollout wall time (maxUnavailable 10%)")
+    axes[1].set_ylabel("MiB")
+    axes[1].set_title("operator peak RSS during the rollout")
+    for ax in axes:
+        ax.set_xlabel("pods")
+        ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, "peer-kruise.png")
+
+
 def _save(fig: Any, name: str) -> Path:
     IMG.mkdir(parents=True, exist_ok=True)
     path = IMG / name
@@ -131,6 +169,7 @@ def draw_all() -> list[Path]:
         ("webhook_server", webhook_latency),
         ("rollout", rollout_progress),
         ("scale", scale),
+        ("peer-kruise", peer_kruise),
     ):
         result = _load(name)
         if result is not None:

@@ -36,7 +36,7 @@ WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
 RECONCILE = "sidecarset_reconcile_duration_seconds"
 
 
-def sidecarset_body(max_unavailable: int) -> dict[str, Any]:
+def sidecarset_body(max_unavailable: int, namespace: str = NAMESPACE) -> dict[str, Any]:
     container = {
         "name": "filebeat",
         "image": workload.OLD_IMAGE,
@@ -50,7 +50,7 @@ def sidecarset_body(max_unavailable: int) -> dict[str, Any]:
         volumes=[{"name": "log", "emptyDir": {}}],
         strategy={"maxUnavailable": f"{max_unavailable}%"},
     )
-    return workload.scoped(body, NAMESPACE)
+    return workload.scoped(body, namespace)
 
 
 async def sidecarset_status(cluster: Cluster) -> dict[str, Any]:
@@ -73,25 +73,19 @@ def apiserver_requests(before: harness.Scrape, after: harness.Scrape) -> dict[st
     return {k: v - b.get(k, 0.0) for k, v in sorted(a.items()) if v - b.get(k, 0.0) > 0}
 
 
-async def run(cluster: Cluster, quick: bool) -> dict[str, Any]:
-    pods = 40 if quick else 2000
-    # Quick: 4 rounds instead of 10, so the whole quick run stays under a minute.
-    percent = 25 if quick else 10
-    nodes = max(1, math.ceil(pods / PODS_PER_NODE))
+async def create_ready_pods(
+    cluster: Cluster,
+    tracker: PodTracker,
+    namespace: str,
+    pods: int,
+    nodes: int,
+    *,
+    deadline: float,
+) -> harness.Bulk:
+    """Create `pods` pods bound round-robin to the simulated nodes; return once all run the
+    old sidecar, Ready, and the SidecarSet's status counts them all."""
     client = await cluster.client()
-    cluster.ensure_simulator(nodes)
-    cluster.ensure_operator()
-    await harness.create_namespace(client, NAMESPACE)
-    await harness.delete_sidecarsets(client, [SIDECARSET])
-    await client.create(harness.SIDECARSETS, sidecarset_body(percent))
-    probe = workload.pod("probe", {LABEL: "on"}, node="sim-node-0")
-    await harness.wait_injected(client, NAMESPACE, probe, "filebeat")
-
-    tracker = PodTracker(client, NAMESPACE, "filebeat")
-    await tracker.start()
-    path = resource_path("v1", "pods", namespace=NAMESPACE)
-    setup_start = time.monotonic()
-    deadline = setup_start + (60 if quick else 600)
+    path = resource_path("v1", "pods", namespace=namespace)
     bodies = [
         workload.pod(f"app-{i:05d}", {LABEL: "on"}, node=f"sim-node-{i % nodes}")
         for i in range(pods)
@@ -118,30 +112,26 @@ async def run(cluster: Cluster, quick: bool) -> dict[str, Any]:
         timeout=60,
         what="SidecarSet status settled",
     )
-    ready_at = time.monotonic()
-    harness.say(f"  {pods} pods ready; rolling out the new image")
+    return created
 
-    operator = cluster.ensure_operator()
-    await asyncio.sleep(1.0)  # let the last status events drain before the window opens
-    op_before, api_before = await cluster.operator_metrics(), await cluster.apiserver_metrics()
-    cpu_before = harness.cpu_seconds(operator.pid)
-    sim_pid = cluster.pid("node-simulator")
-    sim_before = harness.cpu_seconds(sim_pid) if sim_pid else 0.0
-    tracker.max_not_ready = 0
-    t0 = time.monotonic()
-    await harness.set_sidecar_image(client, SIDECARSET, 0, workload.NEW_IMAGE)
 
+async def follow(
+    cluster: Cluster, tracker: PodTracker, pods: int, t0: float, *, limit: float
+) -> tuple[float, float, list[list[float]]]:
+    """Sample progress every 0.25 s from `t0` (the image change) until every pod runs the new
+    image and is Ready, then until the SidecarSet's status says so; at most `limit` seconds.
+    Returns (seconds to pods done, seconds to status done, samples)."""
     samples: list[list[float]] = []
-    limit = (90 if quick else 1800) + t0
+    deadline = limit + t0
 
     def done(t: PodTracker) -> bool:
         return t.count(lambda p: p.ready and p.status_image == workload.NEW_IMAGE) == pods
 
     while not done(tracker):
         tracker.check()
-        if time.monotonic() > limit:
+        if time.monotonic() > deadline:
             raise TimeoutError(
-                f"rollout not finished in {limit - t0:.0f} s; last progress {samples[-1:]}, "
+                f"rollout not finished in {limit:.0f} s; last progress {samples[-1:]}, "
                 f"SidecarSet status {await sidecarset_status(cluster)}"
             )
         samples.append(
@@ -162,7 +152,45 @@ async def run(cluster: Cluster, quick: bool) -> dict[str, Any]:
         interval=0.1,
         what="status reports the rollout done",
     )
-    status_done = time.monotonic() - t0
+    return pods_done, time.monotonic() - t0, samples
+
+
+async def run(cluster: Cluster, quick: bool) -> dict[str, Any]:
+    pods = 40 if quick else 2000
+    # Quick: 4 rounds instead of 10, so the whole quick run stays under a minute.
+    percent = 25 if quick else 10
+    nodes = max(1, math.ceil(pods / PODS_PER_NODE))
+    client = await cluster.client()
+    cluster.ensure_simulator(nodes)
+    cluster.ensure_operator()
+    await harness.create_namespace(client, NAMESPACE)
+    await harness.delete_sidecarsets(client, [SIDECARSET])
+    await client.create(harness.SIDECARSETS, sidecarset_body(percent))
+    probe = workload.pod("probe", {LABEL: "on"}, node="sim-node-0")
+    await harness.wait_injected(client, NAMESPACE, probe, "filebeat")
+
+    tracker = PodTracker(client, NAMESPACE, "filebeat")
+    await tracker.start()
+    setup_start = time.monotonic()
+    created = await create_ready_pods(
+        cluster, tracker, NAMESPACE, pods, nodes, deadline=setup_start + (60 if quick else 600)
+    )
+    ready_at = time.monotonic()
+    harness.say(f"  {pods} pods ready; rolling out the new image")
+
+    operator = cluster.ensure_operator()
+    await asyncio.sleep(1.0)  # let the last status events drain before the window opens
+    op_before, api_before = await cluster.operator_metrics(), await cluster.apiserver_metrics()
+    cpu_before = harness.cpu_seconds(operator.pid)
+    sim_pid = cluster.pid("node-simulator")
+    sim_before = harness.cpu_seconds(sim_pid) if sim_pid else 0.0
+    tracker.max_not_ready = 0
+    t0 = time.monotonic()
+    await harness.set_sidecar_image(client, SIDECARSET, 0, workload.NEW_IMAGE)
+
+    pods_done, status_done, samples = await follow(
+        cluster, tracker, pods, t0, limit=90 if quick else 1800
+    )
     await asyncio.sleep(1.0)
     cpu = harness.cpu_seconds(operator.pid) - cpu_before
     sim_cpu = (harness.cpu_seconds(sim_pid) - sim_before) if sim_pid else None

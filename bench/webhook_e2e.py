@@ -28,20 +28,34 @@ APISERVER_WEBHOOK = "apiserver_admission_webhook_admission_duration_seconds"
 OPERATOR_WEBHOOK = "sidecarset_webhook_request_duration_seconds"
 
 
-async def dry_run_injected(client: KubeClient, body: dict[str, Any]) -> bool:
+async def dry_run_injected(
+    client: KubeClient,
+    body: dict[str, Any],
+    *,
+    namespace: str = NAMESPACE,
+    expected: frozenset[str] = frozenset(webhook_server.EXPECTED_SIDECARS),
+) -> bool:
     got = await client.request(
         "POST",
-        resource_path("v1", "pods", namespace=NAMESPACE),
+        resource_path("v1", "pods", namespace=namespace),
         params={"dryRun": "All"},
         body=body,
     )
     names = {c["name"] for c in got["spec"]["containers"]}
-    return names >= webhook_server.EXPECTED_SIDECARS
+    return names >= expected
 
 
 async def set_registered(
-    client: KubeClient, saved: dict[str, Any], registered: bool, probe: dict[str, Any]
+    client: KubeClient,
+    saved: dict[str, Any],
+    registered: bool,
+    probe: dict[str, Any],
+    *,
+    config: str = CONFIG,
+    namespace: str = NAMESPACE,
 ) -> None:
+    """Register (re-create from `saved`) or unregister (delete) the MutatingWebhookConfiguration
+    at `config`, then wait until a dry run of `probe` shows the apiserver acts on it."""
     if registered:
         try:
             await client.create(harness.MUTATING_WEBHOOKS, saved)
@@ -49,12 +63,12 @@ async def set_registered(
             pass
     else:
         try:
-            await client.delete(CONFIG)
+            await client.delete(config)
         except errors.NotFound:
             pass
     # The apiserver picks configuration changes up from its informer a moment later.
     await harness.wait_until(
-        lambda: dry_run_injected(client, probe),
+        lambda: dry_run_injected(client, probe, namespace=namespace),
         lambda injected: injected == registered,
         timeout=30,
         interval=0.05,
@@ -62,14 +76,24 @@ async def set_registered(
     )
 
 
-async def batch(client: KubeClient, body: dict[str, Any], count: int) -> list[float]:
-    path = resource_path("v1", "pods", namespace=NAMESPACE)
+async def batch(
+    client: KubeClient, body: dict[str, Any], count: int, *, namespace: str = NAMESPACE
+) -> list[float]:
+    path = resource_path("v1", "pods", namespace=namespace)
     latencies = []
     for _ in range(count):
         t0 = time.perf_counter()
         await client.create(path, body)
         latencies.append(time.perf_counter() - t0)
     return latencies
+
+
+async def saved_config(client: KubeClient, config: str) -> dict[str, Any]:
+    """The configuration as it can be created again after a delete."""
+    saved = await client.get(config)
+    for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
+        saved["metadata"].pop(key, None)
+    return saved
 
 
 def describe(latencies: list[float]) -> dict[str, Any]:
@@ -95,9 +119,7 @@ async def run(cluster: Cluster, quick: bool) -> dict[str, Any]:
         timeout=60,
         what="3 sidecars injected through the apiserver",
     )
-    saved = await client.get(CONFIG)
-    for key in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
-        saved["metadata"].pop(key, None)
+    saved = await saved_config(client, CONFIG)
 
     rounds, per_batch = (2, 10) if quick else (10, 40)
     results: dict[bool, list[float]] = {True: [], False: []}

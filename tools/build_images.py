@@ -37,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import imagekit
-from build_testbin import BuildError, check_go, required_version
+from build_testbin import BuildError, check_go, required_version, run_build
 from imagekit import Image, ImageError, Layer, directory, file, symlink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -717,19 +717,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the image names and exit")
     args = parser.parse_args(argv)
     out = args.out or Path(os.environ.get("SIDECARSET_TESTBIN", DEFAULT_TESTBIN)) / "images"
-    try:
+
+    def steps() -> None:
         all_recipes = recipes()
         if args.list:
             print("\n".join(r.name for r in all_recipes))
-            return 0
+            return
         build_all(out.resolve(), all_recipes, only=args.only, force=args.force)
-    except BuildError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_build(steps)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -400,6 +401,30 @@ def build_node(out: Path, force: bool) -> None:
     print(f"real node built in {elapsed / 60:.1f} min")
 
 
+def add_out_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """`--out`: the testbin folder, $SIDECARSET_TESTBIN or .testbin/ by default."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("SIDECARSET_TESTBIN", DEFAULT_OUT)),
+        help=help_text,
+    )
+    parser.add_argument("--force", action="store_true", help="rebuild even if the stamp matches")
+
+
+def run_build(steps: Callable[[], None]) -> int:
+    """Run the build steps; a BuildError is one message on stderr, never a traceback."""
+    try:
+        steps()
+    except BuildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description="Build the local control plane's binaries from Go modules (skips if built).",
@@ -409,13 +434,7 @@ def main() -> int:
         "         SIDECARSET_TESTBIN=/opt/kb python3 tools/build_testbin.py --force",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(os.environ.get("SIDECARSET_TESTBIN", DEFAULT_OUT)),
-        help="where the binaries go (default: $SIDECARSET_TESTBIN or .testbin/)",
-    )
-    parser.add_argument("--force", action="store_true", help="rebuild even if the stamp matches")
+    add_out_argument(parser, "where the binaries go (default: $SIDECARSET_TESTBIN or .testbin/)")
     parser.add_argument(
         "--with-helm", action="store_true", help="also build helm (for the chart tests)"
     )
@@ -425,19 +444,15 @@ def main() -> int:
         help="also build a real node: kubelet, containerd, runc, crictl, CNI plugins",
     )
     args = parser.parse_args()
-    try:
+
+    def steps() -> None:
         build(args.out.resolve(), args.force)
         if args.with_helm:
             build_helm(args.out.resolve(), args.force)
         if args.with_node:
             build_node(args.out.resolve(), args.force)
-    except BuildError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_build(steps)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,214 @@
+"""The workloads of the peer comparison, written once for any `operators.Operator`.
+
+- `PodCreation`: pods created one at a time through the apiserver, in batches that alternate
+  (ABBA) between the operator's MutatingWebhookConfiguration deleted ("none") and registered;
+  while registered, pods no SidecarSet selects ("no_match": the webhook is called and changes
+  nothing), pods one SidecarSet selects ("inject1") and pods three of 100 select ("inject3").
+  The pods carry a scheduling gate, as in `webhook_e2e`, whose helpers this reuses.
+- `rollout`: an in-place sidecar rollout (maxUnavailable 10 %) over pods on simulated nodes,
+  with `rollout`'s pod creation and progress loop; wall time, most pods unavailable at once,
+  the operator's CPU seconds and peak RSS (from /proc), and its API writes per updated pod by its
+  own client-side counter, with the apiserver's count of every client's writes beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+from bench import harness, rollout, webhook_e2e, webhook_server, workload
+from bench.harness import Cluster, PodTracker
+from bench.operators import WRITE_VERBS, Limit, Operator
+from sidecarset.shell.kube import errors
+from sidecarset.shell.kube.client import KubeClient
+
+CREATE_NAMESPACE = "bench-peer-create"
+SINGLE_LABEL = "bench.sidecarset.dev/single"
+SINGLE_SIDECARSET = "bench-ss-single"
+CASES = ("none", "no_match", "inject1", "inject3")
+PERCENT = 10
+
+
+def single_sidecarset() -> dict[str, Any]:
+    """One SidecarSet injecting one small container into pods labelled SINGLE_LABEL=on."""
+    agent = {
+        "name": "single-agent",
+        "image": "prom/node-exporter:v1.8.2",
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+    }
+    return workload.sidecarset(SINGLE_SIDECARSET, {"matchLabels": {SINGLE_LABEL: "on"}}, [agent])
+
+
+BODIES = {
+    "none": workload.pod("none", {workload.WEBHOOK_LABEL: "on"}, gated=True, generate=True),
+    "no_match": workload.pod("plain", {"app": "plain"}, gated=True, generate=True),
+    "inject1": workload.pod("one", {SINGLE_LABEL: "on"}, gated=True, generate=True),
+    "inject3": workload.pod("three", {workload.WEBHOOK_LABEL: "on"}, gated=True, generate=True),
+}
+PROBE = workload.pod("probe", {workload.WEBHOOK_LABEL: "on"}, gated=True)
+
+
+class PodCreation:
+    """The pod-creation batches against one operator, a round at a time, so that the runner can
+    interleave the rounds of two operators (each on its own control plane) in one time window."""
+
+    def __init__(self, cluster: Cluster, operator: Operator, pid: int) -> None:
+        self.cluster, self.operator, self.pid = cluster, operator, pid
+        self.config = f"{harness.MUTATING_WEBHOOKS}/{operator.mutating_config}"
+        self.latencies: dict[str, list[float]] = {case: [] for case in CASES}
+        self._saved: dict[str, Any] = {}
+        self._cpu_before = 0.0
+        self._writes_before = 0.0
+
+    async def prepare(self) -> None:
+        """The 100 admission SidecarSets and the single one, each path confirmed and warmed."""
+        client = await self.cluster.client()
+        ns = CREATE_NAMESPACE
+        await harness.create_namespace(client, ns)
+        await webhook_server.ensure_sidecarsets(client)
+        try:
+            await client.create(harness.SIDECARSETS, single_sidecarset())
+        except errors.AlreadyExists:
+            pass
+        await _wait_injects(client, ns, PROBE, set(webhook_server.EXPECTED_SIDECARS))
+        await _wait_injects(
+            client, ns, workload.pod("probe1", {SINGLE_LABEL: "on"}, gated=True), {"single-agent"}
+        )
+        self._saved = await webhook_e2e.saved_config(client, self.config)
+        for body in BODIES.values():
+            await webhook_e2e.batch(client, body, 3, namespace=ns)
+        self._cpu_before = harness.cpu_seconds(self.pid)
+        self._writes_before = await self.operator.writes(self.cluster)
+
+    async def round(self, r: int, per_batch: int) -> None:
+        """One registered and one unregistered half, in ABBA order over the rounds."""
+        client = await self.cluster.client()
+        try:
+            for registered in (True, False) if r % 2 == 0 else (False, True):
+                await self._register(registered)
+                for case in ("inject3", "inject1", "no_match") if registered else ("none",):
+                    self.latencies[case] += await webhook_e2e.batch(
+                        client, BODIES[case], per_batch, namespace=CREATE_NAMESPACE
+                    )
+        finally:
+            await self._register(True)
+
+    async def _register(self, registered: bool) -> None:
+        await webhook_e2e.set_registered(
+            await self.cluster.client(),
+            self._saved,
+            registered,
+            PROBE,
+            config=self.config,
+            namespace=CREATE_NAMESPACE,
+        )
+
+    async def finish(self) -> dict[str, Any]:
+        """Latency per case (p50/p90/p99 and mean, ms), the operator's CPU and API writes since
+        prepared."""
+        figures: dict[str, Any] = {
+            case: webhook_e2e.describe(self.latencies[case]) for case in CASES
+        }
+        figures["operator_cpu_seconds"] = round(harness.cpu_seconds(self.pid) - self._cpu_before, 2)
+        figures["operator_memory_mib"] = harness.memory(self.pid)
+        # What the operator's controllers wrote while pods were being created (status updates
+        # of the SidecarSets that count them), competing with the creations for the apiserver.
+        pods = sum(len(v) for v in self.latencies.values())
+        writes = await self.operator.writes(self.cluster) - self._writes_before
+        figures["operator_writes_per_created_pod"] = round(writes / pods, 3) if pods else None
+        await harness.delete_namespace(await self.cluster.client(), CREATE_NAMESPACE)
+        return figures
+
+
+async def _wait_injects(
+    client: KubeClient, ns: str, probe: dict[str, Any], names: set[str]
+) -> None:
+    await harness.wait_until(
+        lambda: webhook_e2e.dry_run_injected(
+            client, probe, namespace=ns, expected=frozenset(names)
+        ),
+        bool,
+        timeout=90,
+        what=f"{', '.join(sorted(names))} injected through the apiserver",
+    )
+
+
+async def rollout_once(
+    cluster: Cluster,
+    operator: Operator,
+    limit: Limit,
+    pods: int,
+    *,
+    tag: str,
+) -> dict[str, Any]:
+    """Start the operator fresh at `limit`, create `pods` pods, roll a new sidecar image out
+    over them, stop the operator. A fresh process per rollout: its peak RSS is this rollout's."""
+    nodes = max(1, math.ceil(pods / rollout.PODS_PER_NODE))
+    cluster.ensure_simulator(nodes)
+    client = await cluster.client()
+    ns = f"bench-peer-{tag}"
+    pid = await operator.start(cluster, limit)
+    started_cpu = harness.cpu_seconds(pid)
+    try:
+        await harness.create_namespace(client, ns)
+        await harness.delete_sidecarsets(client, [rollout.SIDECARSET])
+        await client.create(harness.SIDECARSETS, rollout.sidecarset_body(PERCENT, ns))
+        probe = workload.pod("probe", {rollout.LABEL: "on"}, node="sim-node-0")
+        await harness.wait_injected(client, ns, probe, "filebeat")
+        tracker = PodTracker(client, ns, "filebeat")
+        await tracker.start()
+        setup = time.monotonic()
+        try:
+            await rollout.create_ready_pods(
+                cluster, tracker, ns, pods, nodes, deadline=setup + 120 + pods * 0.3
+            )
+            setup_seconds = time.monotonic() - setup
+            await asyncio.sleep(1.0)  # let the last status events drain before the window opens
+            writes_before = await operator.writes(cluster)
+            api_before = await cluster.apiserver_metrics()
+            cpu_before = harness.cpu_seconds(pid)
+            tracker.max_not_ready = 0
+            t0 = time.monotonic()
+            await harness.set_sidecar_image(client, rollout.SIDECARSET, 0, workload.NEW_IMAGE)
+            pods_done, status_done, _samples = await rollout.follow(
+                cluster, tracker, pods, t0, limit=300 + pods * 0.5
+            )
+            await asyncio.sleep(1.0)
+            cpu = harness.cpu_seconds(pid) - cpu_before
+            writes = await operator.writes(cluster) - writes_before
+            api = rollout.apiserver_requests(api_before, await cluster.apiserver_metrics())
+        finally:
+            await tracker.stop()
+        memory = harness.memory(pid)
+        total_cpu = harness.cpu_seconds(pid) - started_cpu
+    finally:
+        # Clean up while the operator still serves its webhooks: Kruise validates pod deletes
+        # (failurePolicy Fail), so with it stopped the pods could not be deleted.
+        await harness.delete_sidecarsets(client, [rollout.SIDECARSET])
+        await harness.delete_namespace(client, ns)
+        operator.stop(cluster)
+    api_writes = sum(v for k, v in api.items() if k.split()[0] in WRITE_VERBS)
+    figures = {
+        "pods": pods,
+        "seconds_to_all_pods_updated_and_ready": round(pods_done, 2),
+        "seconds_to_status_complete": round(status_done, 2),
+        "max_unavailable_allowed": math.floor(pods * PERCENT / 100),
+        "max_unavailable_seen": tracker.max_not_ready,
+        "operator_writes_per_pod": round(writes / pods, 3),
+        "all_clients_writes_per_pod": round(api_writes / pods, 3),
+        "operator_cpu_seconds": round(cpu, 2),
+        "operator_cpu_ms_per_pod": round(1000 * cpu / pods, 3),
+        "operator_cpu_seconds_whole_run": round(total_cpu, 2),
+        "operator_peak_rss_mib": memory.get("VmHWM"),
+        "operator_rss_mib": memory.get("VmRSS"),
+        "setup_seconds": round(setup_seconds, 1),
+    }
+    harness.say(
+        f"    {operator.name} @ {limit.qps:g}/{limit.burst}, {pods} pods: "
+        f"{pods_done:.1f} s, max unavailable {tracker.max_not_ready}/"
+        f"{figures['max_unavailable_allowed']}, CPU {cpu:.1f} s, peak RSS "
+        f"{memory.get('VmHWM')} MiB, {writes / pods:.2f} writes per pod"
+    )
+    return figures

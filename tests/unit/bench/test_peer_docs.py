@@ -1,0 +1,20 @@
+"""docs/performance.md leads with the peer comparison's table: it must be the one the committed
+results render to, so the figures a reader sees are the ones in bench/results/peer-kruise.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bench import harness, peer_report
+
+
+def test_the_docs_table_matches_the_committed_results() -> None:
+    path = harness.RESULTS / "peer-kruise.json"
+    doc = (harness.ROOT / "docs" / "performance.md").read_text()
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run `make bench PEER=kruise` and commit it")
+    committed = json.loads(path.read_text())
+    peer_report.validate(committed)
+    assert committed["quick"] is False
+    assert peer_report.section(doc) == peer_report.render_table(committed)
