@@ -51,7 +51,9 @@ PINS = {
     "filebeat": ("7.16.2", "7.16.3"),
     "beats_module": "github.com/elastic/beats/v7",
     "busybox-static": "1:1.35.0-4+deb12u1+b1",  # Debian 12 package versions, for apt-get download
-    "nginx": "1.22.1-9+deb12u11",
+    # The bookworm point-release version, not the -security one: the security archive keeps only
+    # its latest build, so a pin on it breaks the day the next fix lands (u11 went on 2026-12-04).
+    "nginx": "1.22.1-9+deb12u9",
     "pause_ref": "registry.k8s.io/pause:3.10",
 }
 BUSYBOX_APPLETS = ("sh", "cat", "ls", "sleep", "wget", "echo", "grep", "wc", "test", "[", "ps")
