@@ -33,14 +33,8 @@ from sidecarset.cli.options import (
 )
 from sidecarset.core import hashing, model, revisions
 from sidecarset.core.errors import ModelError
+from sidecarset.core.injection.revision_choice import RESTORED_FIELDS as RESTORED_FIELDS
 
-RESTORED_FIELDS = (
-    "containers",
-    "initContainers",
-    "volumes",
-    "imagePullSecrets",
-    "patchPodMetadata",
-)
 """The spec fields a revision holds (Kruise's revision data); rollback restores exactly these."""
 
 _CONTAINER_LISTS = ("initContainers", "containers")

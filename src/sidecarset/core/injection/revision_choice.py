@@ -31,7 +31,8 @@ __all__ = [
     "wants_pinned_revision",
 ]
 
-_RESTORED_FIELDS = (
+# The spec fields a ControllerRevision holds: what a pinned injection and a rollback restore.
+RESTORED_FIELDS = (
     "volumes",
     "containers",
     "initContainers",
@@ -160,7 +161,7 @@ def restore_revision(live_raw: dict[str, Any], revision: dict[str, Any]) -> mode
     data = revision.get("data") or {}
     spec_patch = data.get("spec") or {} if isinstance(data, dict) else {}
     spec = restored.setdefault("spec", {})
-    for key in _RESTORED_FIELDS:
+    for key in RESTORED_FIELDS:
         value = spec_patch.get(key)
         if value is None:
             spec.pop(key, None)
