@@ -677,9 +677,8 @@ async def test_concurrent_writers_lose_no_update_and_nothing_is_injected_twice(
     before = await all_pods(kube, namespace, pods, runs(AGENT, AGENT_OLD), what="pods injected")
     updates_before = await scrape(tuned.probe_port)
     pod_writes, set_writes, image_writes = Writes(), Writes(), Writes()
-    deadline = time.monotonic() + 20
 
-    async def pod_writer() -> None:
+    async def pod_writer(deadline: float) -> None:
         """Every pod annotated over and over (bounded: 30 rounds, 20 s, ~60 writes/s)."""
         for n in range(30):
             if time.monotonic() > deadline:
@@ -710,6 +709,14 @@ async def test_concurrent_writers_lose_no_update_and_nothing_is_injected_twice(
 
         await put_until_accepted(kube, sidecarset_path(logs), change, image_writes)
 
+    def both_final(agent_image: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda p: runs(SIDECAR, NEWER)(p) and runs(AGENT, agent_image)(p)
+
+    def operator_conflicts(now: dict[str, float]) -> float:
+        return total(now, "sidecarset_pod_updates_total", result="conflict") - total(
+            updates_before, "sidecarset_pod_updates_total", result="conflict"
+        )
+
     async with watching(
         kube,
         namespace,
@@ -717,21 +724,27 @@ async def test_concurrent_writers_lose_no_update_and_nothing_is_injected_twice(
         invariants={"each sidecar once": each_sidecar_once(SIDECAR, AGENT)},
     ) as watcher:
         # Both rollouts at once: the same pods come first in both plans, so the operator's own
-        # workers race each other on them (each patch is conditional on resourceVersion).
-        await set_image(kube, logs, NEW)
-        await set_image(kube, agent, AGENT_NEW)
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(pod_writer())
-            tg.create_task(sidecarset_writer())
-            tg.create_task(image_writer())
-        done = await all_pods(
-            kube,
-            namespace,
-            pods,
-            lambda p: runs(SIDECAR, NEWER)(p) and runs(AGENT, AGENT_NEW)(p),
-            what="both sidecars at their final images",
-        )
-    updates = await scrape(tuned.probe_port)
+        # workers race each other on them (each patch is conditional on resourceVersion). Whether
+        # one of the operator's writes meets a 409 is up to timing, so the race is run again (at
+        # most 3 times, the agent going back and forth) until it has.
+        for race in range(3):
+            agent_image = AGENT_NEW if race % 2 == 0 else AGENT_OLD
+            await set_image(kube, logs, NEW)
+            await set_image(kube, agent, agent_image)
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(pod_writer(time.monotonic() + 20))
+                tg.create_task(sidecarset_writer())
+                tg.create_task(image_writer())
+            done = await all_pods(
+                kube,
+                namespace,
+                pods,
+                both_final(agent_image),
+                what="both sidecars at their final images",
+            )
+            updates = await scrape(tuned.probe_port)
+            if operator_conflicts(updates) > 0:
+                break
     await status_counts(kube, logs, pods, pods)
     await status_counts(kube, agent, pods, pods)
     final_logs, final_agent = (
@@ -756,13 +769,12 @@ async def test_concurrent_writers_lose_no_update_and_nothing_is_injected_twice(
     assert not watcher.recreated
     assert not watcher.deleted
     assert_not_restarted(done, before)
-    operator_conflicts = total(updates, "sidecarset_pod_updates_total", result="conflict") - total(
-        updates_before, "sidecarset_pod_updates_total", result="conflict"
-    )
-    assert operator_conflicts > 0, "the operator met no 409: the race was not run"
+    conflicts = operator_conflicts(updates)
+    assert conflicts > 0, f"the operator met no 409 in {race + 1} races: the race was not run"
     print(  # reported in docs/reliability.md
-        f"\n409s: operator {operator_conflicts:.0f}, pod writer {pod_writes.conflicts}/"
-        f"{pod_writes.attempts}, sidecarset writers {set_writes.conflicts + image_writes.conflicts}"
+        f"\n409s: operator {conflicts:.0f} in {race + 1} race(s), "
+        f"pod writer {pod_writes.conflicts}/{pod_writes.attempts}, "
+        f"sidecarset writers {set_writes.conflicts + image_writes.conflicts}"
         f"/{set_writes.attempts + image_writes.attempts}"
     )
 
