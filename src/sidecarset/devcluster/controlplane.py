@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import socket
 import ssl
 import sys
@@ -36,9 +37,28 @@ Progress = Callable[[str], None]
 
 
 def free_port() -> int:
+    """A free loopback port below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) lies in the range it also uses for outgoing
+    connections: while a component is restarted on its recorded port, any client's new
+    connection may take that port as its own end, and the restart fails with "in use". Below
+    the range nothing takes a port unasked. Falls back to the kernel's choice if every try there
+    is taken."""
+    low = _ephemeral_low()
+    for _ in range(64):
+        port = random.randrange(max(1024, low - 12000), low)
+        if not port_in_use(port):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def port_in_use(port: int) -> bool:
