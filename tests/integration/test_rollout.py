@@ -103,6 +103,23 @@ async def test_a_20_pod_rollout_never_exceeds_max_unavailable(
     assert not watcher.recreated
     assert not watcher.deleted
     assert {p["metadata"]["uid"] for p in before} == set(watcher.uids.values())
+    # Each updated pod earns the SidecarSetUpgradable condition, as on Kruise; it is written
+    # after the update, with API rate the rollout leaves spare (behaviour.md §9.3).
+    marked = await wait_for(
+        lambda: k.pods(kube, namespace),
+        lambda ps: all(upgradable(p) is not None for p in ps),
+        timeout=30,
+        what="every pod's SidecarSetUpgradable condition",
+    )
+    for pod in marked:
+        condition = upgradable(pod)
+        assert condition is not None
+        assert (condition["status"], json.loads(condition["message"])) == ("True", {name: True})
+
+
+def upgradable(pod: dict[str, Any]) -> dict[str, Any] | None:
+    conditions = pod.get("status", {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == pod_contract.UPGRADABLE_CONDITION), None)
 
 
 async def test_partition_holds_back_the_last_pods_in_update_order(

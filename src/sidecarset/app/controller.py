@@ -12,6 +12,7 @@ same time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -31,12 +32,16 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("sidecarset.controller")
 
-POD_EVENT_BATCH = 0.5
-"""Seconds pod events are gathered before their SidecarSets are reconciled. Each round is work
-over all of a SidecarSet's pods on the event loop that also answers the pod webhook: one round
-per pod event during a burst of pod creations made every admission wait behind rounds that grew
-with the pod count. Half a second is short against a container restart, and Kruise itself
-delays its state-consistency events by 5 s."""
+POD_EVENT_BATCH = 0.1
+POD_EVENT_BATCH_FACTOR = 10.0
+"""Pod events are gathered so that one SidecarSet is reconciled at most once per 0.1 s, or per
+10 times its last round's duration if longer (`Controller.watch`). A round is work over all of a
+SidecarSet's pods on the event loop that also answers the pod webhook: one round per pod event
+during a burst of pod creations made every admission wait behind rounds that grew with the pod
+count. So rounds take at most a tenth of the loop while pod events stream in, whatever the pod
+count (0.4 s apart at 10,000 pods, 0.1 s at a few hundred), and a pod turning ready after a
+quiet spell is acted on at once: a rollout waiting on its budget moves on without waiting out a
+fixed window (a fixed 0.5 s window was half of every round of a 200-pod rollout)."""
 
 
 def _injected_index(pod: PodView) -> list[str]:
@@ -63,7 +68,9 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
     pods.add_index("injected", _injected_index)
     pods.add_index("uninjected", _uninjected_index)
     pods.add_index(event_routing.UNINJECTED_BY_LABEL, _uninjected_label_index)
-    writer = Writer(operator.client, pods, namespace=operator.settings.namespace)
+    writer = Writer(
+        operator.client, pods, namespace=operator.settings.namespace, now=operator.clock.now
+    )
     reconciler = SidecarSetReconciler(
         sidecarsets=operator.sidecarsets.store,
         pods=pods,
@@ -87,14 +94,29 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
     )
     sidecarsets = operator.sidecarsets.store
     await controller.watch(sidecarsets, event_routing.sidecarset_keys)
-    await controller.watch(pods, event_routing.pod_keys(sidecarsets), batch_seconds=POD_EVENT_BATCH)
+    await controller.watch(
+        pods,
+        event_routing.pod_keys(sidecarsets),
+        batch_seconds=POD_EVENT_BATCH,
+        batch_factor=POD_EVENT_BATCH_FACTOR,
+    )
     await controller.watch(operator.namespaces.store, event_routing.namespace_keys(sidecarsets))
     await controller.watch(operator.revisions.store, event_routing.revision_keys)
+
+    async def run() -> None:
+        """The controller's workers, and the writer's queued pod conditions beside them."""
+        conditions = asyncio.create_task(writer.write_queued_conditions(), name="conditions")
+        try:
+            await controller.run()
+        finally:
+            conditions.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await conditions
 
     async def lead() -> None:
         if not operator.settings.leader_election:
             metrics.LEADER.set(1)
-            await controller.run()
+            await run()
             return
         elector = LeaderElector(
             operator.client,
@@ -109,7 +131,7 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
             async with elector.leading():
                 metrics.LEADER.set(1)
                 log.info("leading; controller started", identity=elector.identity)
-                await controller.run()
+                await run()
         finally:
             metrics.LEADER.set(0)
 

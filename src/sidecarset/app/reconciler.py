@@ -9,6 +9,7 @@ event (the pod cache catching up) refreshes it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -123,6 +124,7 @@ class SidecarSetReconciler:
         self, entry: SidecarSetEntry, sidecarset: model.SidecarSet, now: datetime
     ) -> Result:
         name = sidecarset.metadata.name
+        started = time.perf_counter()
         decision = round_decision.decide_round(
             sidecarset,
             injected=self._pods.by_index("injected", name),
@@ -136,6 +138,7 @@ class SidecarSetReconciler:
             skipped_priority_classes=self._skipped_classes,
             failing_after=self._failing_after,
         )
+        busy = time.perf_counter() - started
         if decision.records_revision:
             await self._writer.record_revision(
                 sidecarset, decision.revision, self._revisions.values()
@@ -210,7 +213,7 @@ class SidecarSetReconciler:
             requeue = min(requeue or ROLLING_RESYNC, ROLLING_RESYNC)
         if deferred is not None:
             requeue = min(requeue or deferred, deferred)
-        return Result(requeue_after=requeue)
+        return Result(requeue_after=requeue, busy_seconds=busy)
 
     def _unexport(self, name: str) -> None:
         for state in ROLLOUT_STATES:

@@ -13,14 +13,22 @@ the sidecar images and our annotations are sent.
 In-flight writes are remembered by pod and resourceVersion until the pod cache shows a newer
 version, or for at most `PENDING_TIMEOUT` seconds. Unlike Kruise's expectations (behaviour.md §12.3)
 an entry can never wedge a rollout: it expires, and a deleted pod drops out with its cache entry.
+
+The `SidecarSetUpgradable` condition an update earns (behaviour.md §9.3) is the second write per
+updated pod, and nothing waits for it: it changes no container and no count. So it is not sent
+with the update, as Kruise sends it, but queued and written with API rate that no pod update
+needs (`KubeClient.raw(spare=True)`): while a rollout is bound by the client's QPS the image
+patches go first and the conditions fill the pauses, so the budget's next pods start sooner. A
+queued condition is derived again from the pod as cached when it is sent, and two SidecarSets'
+verdicts on one pod become one write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -28,7 +36,12 @@ import structlog
 
 from sidecarset.core import conversion, model, pod_contract, revisions
 from sidecarset.core.podview import PodKey, PodView
-from sidecarset.core.rollout.in_place_update import ImageChange, PodConditionUpdate, PodUpdate
+from sidecarset.core.rollout.in_place_update import (
+    ImageChange,
+    PodConditionUpdate,
+    PodUpdate,
+    verdicts_condition_update,
+)
 from sidecarset.shell import metrics
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import STRATEGIC_MERGE_PATCH, KubeClient, resource_path
@@ -45,6 +58,8 @@ of any condition's status is written at once."""
 WRITE_CONCURRENCY = 16
 """Pod writes of one round in flight at once: enough to keep the client's QPS limit busy over a
 loopback or in-cluster round trip of a few milliseconds, few enough to be no burst."""
+CONDITION_CONCURRENCY = 4
+"""Queued condition writes in flight at once; each waits for a spare token first."""
 SIDECARSETS_API = conversion.V1BETA1
 """The storage version (as Kruise 1.9): status writes need no conversion; owner references and
 events name the SidecarSet as Kruise 1.9 does."""
@@ -86,13 +101,23 @@ def condition_patch(update: PodConditionUpdate) -> dict[str, Any]:
 
 
 class Writer:
-    def __init__(self, client: KubeClient, pods: Store[PodView], *, namespace: str) -> None:
+    def __init__(
+        self,
+        client: KubeClient,
+        pods: Store[PodView],
+        *,
+        namespace: str,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._client = client
         self._pods = pods
         self._namespace = namespace
+        self._now = now
         self._pending: dict[PodKey, tuple[str, float]] = {}  # key -> (rv written from, since)
         self._events_sent: dict[tuple[str, str], str] = {}
         self._status_written: dict[str, float] = {}  # SidecarSet -> monotonic time of last write
+        self._conditions: dict[PodKey, dict[str, bool]] = {}  # queued verdicts, oldest first
+        self._conditions_queued = asyncio.Event()
 
     def forget(self, sidecarset: str) -> None:
         """Drop what is kept about a deleted SidecarSet (sent events, last status write)."""
@@ -142,7 +167,13 @@ class Writer:
         """Apply one pod update; False when the pod changed or vanished (replan next round)."""
         path = resource_path("v1", "pods", namespace=update.pod.namespace, name=update.pod.name)
         try:
-            await self._client.patch(path, pod_patch(update), content_type=STRATEGIC_MERGE_PATCH)
+            # The returned pod is not read: the informer brings it.
+            await self._client.raw(
+                "PATCH",
+                path,
+                body=msgspec.json.encode(pod_patch(update)),
+                content_type=STRATEGIC_MERGE_PATCH,
+            )
         except (errors.Conflict, errors.NotFound) as err:
             metrics.POD_UPDATES.labels(sidecarset=sidecarset, result="conflict").inc()
             log.debug(
@@ -162,19 +193,75 @@ class Writer:
         self._pending[update.pod] = (update.resource_version, time.monotonic())
         metrics.POD_UPDATES.labels(sidecarset=sidecarset, result="ok").inc()
         if update.condition is not None:
-            await self.set_condition(update.condition)
+            self.queue_condition(update.condition)
         return True
 
-    async def set_condition(self, update: PodConditionUpdate) -> None:
+    async def set_condition(self, update: PodConditionUpdate, *, spare: bool = False) -> None:
         path = resource_path(
             "v1", "pods", namespace=update.pod.namespace, name=update.pod.name, subresource="status"
         )
         try:
-            await self._client.patch(
-                path, condition_patch(update), content_type=STRATEGIC_MERGE_PATCH
+            await self._client.raw(
+                "PATCH",
+                path,
+                body=msgspec.json.encode(condition_patch(update)),
+                content_type=STRATEGIC_MERGE_PATCH,
+                spare=spare,
             )
         except errors.NotFound:
             pass
+
+    # -- conditions written with spare rate ---------------------------------------------------
+
+    def queue_condition(self, update: PodConditionUpdate) -> None:
+        """Write this condition's verdicts later, with rate no pod update is waiting for."""
+        self._conditions.setdefault(update.pod, {}).update(update.verdicts)
+        metrics.POD_CONDITIONS_WAITING.set(len(self._conditions))
+        self._conditions_queued.set()
+
+    def conditions_waiting(self) -> int:
+        return len(self._conditions)
+
+    async def write_queued_conditions(self) -> None:
+        """Run for as long as the controller runs: send queued conditions, oldest first.
+
+        Each is derived again from the pod as now cached (None: nothing left to say), so a
+        verdict another SidecarSet wrote meanwhile is kept. A condition still queued when the
+        controller stops is not written: the successor does not know of it (as in Kruise, where
+        a crash between the pod update and the condition write loses it the same way).
+        """
+        gate = asyncio.Semaphore(CONDITION_CONCURRENCY)
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._conditions_queued.wait()
+                while self._conditions:
+                    await gate.acquire()
+                    key = next(iter(self._conditions))
+                    verdicts = self._conditions.pop(key)
+                    metrics.POD_CONDITIONS_WAITING.set(len(self._conditions))
+                    task = asyncio.create_task(self._write_verdicts(key, verdicts))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                    task.add_done_callback(lambda _t: gate.release())
+                self._conditions_queued.clear()
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    async def _write_verdicts(self, key: PodKey, verdicts: Mapping[str, bool]) -> None:
+        pod = self._pods.get(f"{key.namespace}/{key.name}")
+        if pod is None:
+            return
+        update = verdicts_condition_update(pod, verdicts, self._now())
+        if update is None:
+            return
+        try:
+            await self.set_condition(update, spare=True)
+        except errors.ApiError as err:
+            log.warning(
+                "pod condition not written", pod=f"{key.namespace}/{key.name}", error=str(err)
+            )
 
     # -- SidecarSet status --------------------------------------------------------------------
 

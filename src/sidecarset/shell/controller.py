@@ -38,6 +38,10 @@ class Result:
     something changes"."""
 
     requeue_after: float | None = None
+    busy_seconds: float | None = None
+    """How long the pass kept the event loop busy, if the reconciler measured it (its
+    computation, without the awaits on the API); the batch window of `Controller.watch` scales
+    with it. None: the pass's whole duration is used."""
 
 
 class Terminal(Exception):
@@ -82,6 +86,7 @@ class Controller(Generic[K]):
         self._workers = workers
         self._observe_duration = observe_duration
         self._log = _log.bind(controller=name)
+        self._last_pass: dict[K, tuple[float, float]] = {}  # key -> (start, seconds) of last pass
 
     async def watch(
         self,
@@ -89,22 +94,44 @@ class Controller(Generic[K]):
         keys_for: Callable[[Event[T]], Iterable[K]],
         *,
         batch_seconds: float = 0.0,
+        batch_factor: float = 0.0,
     ) -> None:
         """Queue the keys `keys_for` maps each of `store`'s events to (objects already stored
         arrive as `Added`, so nothing that exists before the controller starts is missed).
 
-        `batch_seconds` > 0: a key is queued that long after the first event that maps to it,
-        and the events in between add nothing, so a burst costs one pass per key, not one per
-        event; no event waits longer than that."""
+        `batch_seconds` > 0: at most one pass per key in any window of `batch_seconds`, or of
+        `batch_factor` times that key's last pass duration (its `Result.busy_seconds` if given)
+        if longer; the events in between add
+        nothing, so a burst costs a pass per window, not one per event, and the passes of one key
+        take at most 1/`batch_factor` of the time while events stream in. An event after a quiet
+        spell is not held back: its key is queued at once when its window since its last pass
+        started has passed (so a rollout waiting on pod readiness moves on the moment a pod is
+        ready), else for the end of that window. No event waits longer."""
 
         def enqueue(event: Event[T]) -> None:
             for key in keys_for(event):
                 if batch_seconds > 0:
-                    self._queue.add_after(key, batch_seconds)
+                    self._queue.add_after(key, self._window_left(key, batch_seconds, batch_factor))
                 else:
                     self._queue.add(key)
 
         await store.subscribe(enqueue)
+
+    def _window_left(self, key: K, seconds: float, factor: float) -> float:
+        """Seconds until `key`'s batch window since its last pass started has passed (<= 0:
+        now); the window is `seconds`, or `factor` times that pass's duration if longer."""
+        now = self._clock.monotonic()
+        if len(self._last_pass) > 1024:  # keys of deleted objects: nothing to remember
+            self._last_pass = {
+                k: (start, took)
+                for k, (start, took) in self._last_pass.items()
+                if now - start < max(seconds, factor * took)
+            }
+        last = self._last_pass.get(key)
+        if last is None:
+            return 0.0
+        start, took = last
+        return start + max(seconds, factor * took) - now
 
     async def run(self) -> None:
         """Reconcile until cancelled, or until the queue is shut down. A key whose reconcile is
@@ -125,6 +152,7 @@ class Controller(Generic[K]):
         """Reconcile `key` once and apply the outcome to the queue. The caller holds `key`."""
         log = self._log.bind(key=str(key))
         started = self._clock.monotonic()
+        self._last_pass[key] = (started, self._last_pass.get(key, (0.0, 0.0))[1])
         outcome: Result | Exception
         with structlog.contextvars.bound_contextvars(controller=self.name, key=str(key)):
             try:
@@ -135,8 +163,11 @@ class Controller(Generic[K]):
             except Exception as err:
                 outcome = err
         self.stats.reconciles += 1
+        took = self._clock.monotonic() - started
+        busy = outcome.busy_seconds if isinstance(outcome, Result) else None
+        self._last_pass[key] = (started, took if busy is None else busy)
         if self._observe_duration is not None:
-            self._observe_duration(self._clock.monotonic() - started)
+            self._observe_duration(took)
 
         match outcome:
             case Result(requeue_after=None):

@@ -72,6 +72,11 @@ POD_UPDATES = Counter(
     "In-place pod updates written, by SidecarSet and result (ok, conflict, error).",
     ["sidecarset", "result"],
 )
+POD_CONDITIONS_WAITING = Gauge(
+    "sidecarset_pod_conditions_waiting",
+    "Pods whose SidecarSetUpgradable condition is decided but not yet written: those writes use "
+    "only API rate that no pod update is waiting for.",
+)
 LEADER = Gauge("sidecarset_leader", "1 while this replica runs the controller.")
 API_REQUESTS = Counter(
     "sidecarset_api_requests_total",

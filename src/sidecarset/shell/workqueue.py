@@ -72,17 +72,23 @@ class WorkQueue(Generic[K]):
     # -- adding ---------------------------------------------------------------------------
 
     def add(self, key: K) -> None:
-        """Make `key` ready now (or after its current pass, if a worker holds it)."""
+        """Make `key` ready now (or after its current pass, if a worker holds it). A delayed add
+        still pending for it is dropped: the pass it asked for is this one (a reconcile that
+        wants another pass later asks again with its result)."""
         if self._shutting_down or key in self._dirty:
             return
+        pending = self._waiting.pop(key, None)
+        if pending is not None:
+            pending[1].cancel()
         self._dirty.add(key)
         self.stats.adds += 1
         if key not in self._processing:
             self._enqueue(key)
 
     def add_after(self, key: K, seconds: float) -> None:
-        """Make `key` ready in `seconds`. An earlier pending deadline for `key` wins."""
-        if self._shutting_down:
+        """Make `key` ready in `seconds`. An earlier pending deadline for `key` wins, and so does
+        a pass it is already due for (ready, or to run again after its current one)."""
+        if self._shutting_down or key in self._dirty:
             return
         if seconds <= 0:
             self.add(key)

@@ -185,17 +185,54 @@ async def test_watch_queues_keys_for_objects_stored_before_and_after() -> None:
     assert reconciled == ["owner-of-ns/old", "owner-of-ns/new"]
 
 
-async def test_a_burst_of_events_in_the_batch_window_costs_one_pass() -> None:
+async def test_a_burst_of_events_costs_one_pass_per_batch_window_the_first_at_once() -> None:
     store: Store[str] = Store("things")
     reconcile, calls = scripted()
     controller, _ = make(reconcile)
     await controller.watch(store, lambda _event: ["owner"], batch_seconds=0.5)
     start = asyncio.get_running_loop().time()
-    for version in range(20):
+    runner = asyncio.create_task(run_for(controller, 5))
+    for version in range(120):  # 1.2 s of events, 100 per second
         await store.put("ns/thing", f"v{version}")
         await asyncio.sleep(0.01)
-    await run_for(controller, 5)
-    assert [round(t - start, 3) for t in calls] == [0.5]
+    await runner
+    assert [round(t - start, 3) for t in calls] == [0.0, 0.5, 1.0, 1.5]
+
+
+async def test_an_event_after_a_quiet_spell_is_not_held_back() -> None:
+    store: Store[str] = Store("things")
+    reconcile, calls = scripted()
+    controller, _ = make(reconcile)
+    await controller.watch(store, lambda _event: ["owner"], batch_seconds=0.5)
+    start = asyncio.get_running_loop().time()
+    runner = asyncio.create_task(run_for(controller, 5))
+    await store.put("ns/thing", "v1")
+    await asyncio.sleep(2)
+    await store.put("ns/thing", "v2")
+    await runner
+    assert [round(t - start, 3) for t in calls] == [0.0, 2.0]
+
+
+async def test_a_slow_pass_widens_its_keys_window_by_the_batch_factor() -> None:
+    store: Store[str] = Store("things")
+    calls: list[float] = []
+
+    async def slow(key: str) -> Result:
+        calls.append(asyncio.get_running_loop().time())
+        await asyncio.sleep(0.2)  # a round over many pods
+        return Result()
+
+    controller, _ = make(slow)
+    await controller.watch(store, lambda _event: ["owner"], batch_seconds=0.1, batch_factor=10)
+    start = asyncio.get_running_loop().time()
+    runner = asyncio.create_task(run_for(controller, 5))
+    for version in range(450):  # 4.5 s of events, 100 per second
+        await store.put("ns/thing", f"v{version}")
+        await asyncio.sleep(0.01)
+    await runner
+    # The first pass knows no duration yet: the key is due again at 0.1 s and runs once that
+    # pass has ended (0.2 s); from then on passes are 10 x 0.2 s = 2 s apart.
+    assert [round(t - start, 2) for t in calls] == [0.0, 0.2, 2.2, 4.2]
 
 
 def test_a_controller_needs_a_worker() -> None:

@@ -223,3 +223,24 @@ async def test_many_workers_share_keys_without_overlap() -> None:
             task.cancel()
     assert overlaps == []
     assert sorted(done) == ["a", "a", "b", "b", "c", "c"]
+
+
+async def test_a_key_already_due_for_a_pass_gets_no_later_one() -> None:
+    queue: workqueue.WorkQueue[str] = workqueue.WorkQueue("test", clock=LoopClock())
+    queue.add("k")
+    queue.add_after("k", 0.001)  # an event a hair later, while the pass is still to come
+    async with queue.claim() as key:
+        assert key == "k"
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert len(queue) == 0
+
+
+async def test_a_key_made_ready_drops_its_delayed_add() -> None:
+    queue: workqueue.WorkQueue[str] = workqueue.WorkQueue("test", clock=LoopClock())
+    queue.add_after("k", 1.0)
+    queue.add("k")
+    async with queue.claim():
+        pass
+    await asyncio.sleep(2)
+    assert len(queue) == 0

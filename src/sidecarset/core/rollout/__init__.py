@@ -13,6 +13,7 @@ from sidecarset.core.rollout.in_place_update import (
     flip_update,
     pod_update,
     upgradable_condition_update,
+    verdicts_condition_update,
 )
 from sidecarset.core.rollout.round_plan import (
     PENDING_WRITE_RECHECK,
@@ -40,4 +41,5 @@ __all__ = [
     "plan_round",
     "pod_update",
     "upgradable_condition_update",
+    "verdicts_condition_update",
 ]

@@ -34,6 +34,7 @@ __all__ = [
     "flip_update",
     "pod_update",
     "upgradable_condition_update",
+    "verdicts_condition_update",
 ]
 
 
@@ -56,6 +57,9 @@ class PodConditionUpdate(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     message: str
     last_transition_time: datetime
+    verdicts: Mapping[str, bool] = {}
+    """The SidecarSets' verdicts this update records, from which it can be derived again against
+    a fresher copy of the pod (`verdicts_condition_update`)."""
 
 
 class PodUpdate(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,21 +190,29 @@ def upgradable_condition_update(
     pod: PodView, sidecarset_name: str, upgradable: bool, now: datetime
 ) -> PodConditionUpdate | None:
     """The SidecarSetUpgradable condition once this SidecarSet says `upgradable` (behaviour §9.3);
+    None when the pod's condition already says exactly that."""
+    return verdicts_condition_update(pod, {sidecarset_name: upgradable}, now)
+
+
+def verdicts_condition_update(
+    pod: PodView, verdicts: Mapping[str, bool], now: datetime
+) -> PodConditionUpdate | None:
+    """The SidecarSetUpgradable condition once each named SidecarSet has given its verdict;
     None when the pod's condition already says exactly that.
 
     Other SidecarSets' verdicts in the message are kept; an unreadable message is replaced.
     The transition time moves only when the condition's status flips.
     """
     current = pod.upgradable_condition
-    verdicts: dict[str, bool] = {}
+    merged: dict[str, bool] = {}
     if current is not None:
         try:
-            verdicts = pod_contract.read_upgradable_message(current.message)
+            merged = pod_contract.read_upgradable_message(current.message)
         except ValueError:
-            verdicts = {}
-    verdicts[sidecarset_name] = upgradable
-    status, reason = pod_contract.upgradable_condition(verdicts)
-    message = pod_contract.write_upgradable_message(verdicts)
+            merged = {}
+    merged.update(verdicts)
+    status, reason = pod_contract.upgradable_condition(merged)
+    message = pod_contract.write_upgradable_message(merged)
     if current is not None and (current.status, current.reason, current.message) == (
         status,
         reason,
@@ -217,6 +229,7 @@ def upgradable_condition_update(
         reason=reason,
         message=message,
         last_transition_time=since,
+        verdicts=dict(verdicts),
     )
 
 

@@ -79,6 +79,27 @@ class TokenBucket:
         if delay > 0:
             await asyncio.sleep(delay)
 
+    def take_spare(self) -> bool:
+        """Take a token only if one is free now, never borrowing from callers already waiting."""
+        if self._qps <= 0:
+            return True
+        now = time.monotonic()
+        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
+        self._last = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    async def acquire_spare(self) -> None:
+        """Wait for a token no `acquire` caller needs: for writes that can wait while others
+        queue. Looks again every token's worth of time; while `acquire` callers keep the bucket
+        empty this waits for them all."""
+        while True:
+            if self.take_spare():
+                return
+            await asyncio.sleep(1 / self._qps)
+
 
 @dataclass
 class RequestCounter:
@@ -164,9 +185,13 @@ class KubeClient:
         body: object = None,
         content_type: str | None = None,
         timeout: float = 30.0,
+        spare: bool = False,
     ) -> bytes:
-        """One request; returns the body bytes; raises an ApiError subclass on failure."""
-        await self._limiter.acquire()
+        """One request; returns the body bytes; raises an ApiError subclass on failure.
+
+        `spare`: sent only with rate-limit capacity no other request is waiting for (see
+        `TokenBucket.acquire_spare`)."""
+        await (self._limiter.acquire_spare() if spare else self._limiter.acquire())
         if method == "GET":
             self.counter.reads += 1
         else:
