@@ -47,6 +47,7 @@ STATS = ("p50_ms", "p90_ms", "p99_ms", "mean_ms")
 ROLLOUT_FIGURES = (
     "seconds_to_all_pods_updated_and_ready",
     "seconds_to_status_complete",
+    "seconds_to_writes_settled",
     "max_unavailable_seen",
     "max_unavailable_allowed",
     "operator_writes_per_pod",
@@ -54,6 +55,8 @@ ROLLOUT_FIGURES = (
     "operator_cpu_seconds",
     "operator_cpu_ms_per_pod",
     "operator_peak_rss_mib",
+    "create_during_rollout_p50_ms",
+    "create_during_rollout_p99_ms",
 )
 TARGET_SIZES = (2000, 10000)
 WRITES = "API writes per updated pod"
@@ -342,6 +345,7 @@ def render_table(result: Mapping[str, Any]) -> str:
         title = f"rollout {pods:,} pods, equal QPS {equal}"
         rows = (
             ("wall time (s)", "seconds_to_all_pods_updated_and_ready", 1, "rollout wall time"),
+            ("operator's last write (s)", "seconds_to_writes_settled", 1, None),
             ("operator CPU (s)", "operator_cpu_seconds", 1, None),
             (
                 "operator CPU (ms per updated pod)",
@@ -355,8 +359,19 @@ def render_table(result: Mapping[str, Any]) -> str:
         for label, figure, digits, target_name in rows:
             verdict = _verdict(found, target_name, pods) if target_name else ""
             lines.append(
-                f"| {title}: {label} | {_num(p[figure], digits)} | {_num(o[figure], digits)} | "
-                f"{_x(rr[figure])} | {verdict} |"
+                f"| {title}: {label} | {_num(p.get(figure), digits)} | "
+                f"{_num(o.get(figure), digits)} | {_x(rr.get(figure))} | {verdict} |"
+            )
+        if o.get("create_during_rollout_p99_ms") is not None:
+            lines.append(
+                f"| {title}: pod create p50 / p99 meanwhile, 3 sidecars (ms) | "
+                + " | ".join(
+                    f"{_num(x.get('create_during_rollout_p50_ms'), 2)} / "
+                    f"{_num(x.get('create_during_rollout_p99_ms'), 2)}"
+                    for x in (p, o)
+                )
+                + f" | {_x(rr.get('create_during_rollout_p50_ms'))} / "
+                f"{_x(rr.get('create_during_rollout_p99_ms'))} | |"
             )
         lines.append(
             f"| {title}: most unavailable at once (allowed {_num(o['max_unavailable_allowed'], 0)})"
@@ -365,6 +380,8 @@ def render_table(result: Mapping[str, Any]) -> str:
         )
         od, pd = ours["rollout"]["default"][pods_text], peer["rollout"]["default"][pods_text]
         figure = "seconds_to_all_pods_updated_and_ready"
+        if od[figure] is None and pd[figure] is None:
+            continue  # not run at this size (bench/peer.py, LARGE)
         lines.append(
             f"| rollout {pods:,} pods, each default QPS (Kruise {peer_default}, ours "
             f"{ours_default}): wall time (s) | {_num(pd[figure])} | {_num(od[figure])} | "
@@ -376,9 +393,23 @@ def render_table(result: Mapping[str, Any]) -> str:
         f"Medians of {reps} interleaved repetition{'s' if reps != 1 else ''}, run finished "
         f"{result.get('measured_at', '?')} on {machine.get('nproc')} × {machine.get('cpu_model')}"
         f" (load average {machine.get('load_average')} at the start); Kruise "
-        f"{result['versions'][PEER]}.",
+        f"{result['versions'][PEER]}.{_large_note(result['settings'])}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _large_note(settings: Mapping[str, Any]) -> str:
+    large = settings.get("large")
+    if not large:
+        return ""
+    sizes = [p for p in settings["sizes"] if p >= large["from_pods"]]
+    if not sizes:
+        return ""
+    n = large["repetitions"]
+    return (
+        f" Rollouts of {', '.join(f'{p:,}' for p in sizes)} pods: {n} repetition"
+        f"{'s' if n != 1 else ''}, at the equal QPS only."
+    )
 
 
 def replace_section(doc: str, table: str) -> str:

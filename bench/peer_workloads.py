@@ -8,12 +8,15 @@
 - `rollout`: an in-place sidecar rollout (maxUnavailable 10 %) over pods on simulated nodes,
   with `rollout`'s pod creation and progress loop; wall time, most pods unavailable at once,
   the operator's CPU seconds and peak RSS (from /proc), and its API writes per updated pod by its
-  own client-side counter, with the apiserver's count of every client's writes beside it.
+  own client-side counter, with the apiserver's count of every client's writes beside it. While
+  it runs, pods that 3 of the 100 admission SidecarSets select are created one every 0.1 s in
+  another namespace: the pod webhook's latency while the rollout saturates the write budget.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from typing import Any
@@ -22,13 +25,17 @@ from bench import harness, rollout, webhook_e2e, webhook_server, workload
 from bench.harness import Cluster, PodTracker
 from bench.operators import WRITE_VERBS, Limit, Operator
 from sidecarset.shell.kube import errors
-from sidecarset.shell.kube.client import KubeClient
+from sidecarset.shell.kube.client import KubeClient, resource_path
 
 CREATE_NAMESPACE = "bench-peer-create"
 SINGLE_LABEL = "bench.sidecarset.dev/single"
 SINGLE_SIDECARSET = "bench-ss-single"
 CASES = ("none", "no_match", "inject1", "inject3")
 PERCENT = 10
+DURING_INTERVAL = 0.1
+"""Seconds between two pod creations while a rollout runs."""
+DURING_MAX = 3000
+"""At most this many pods created during one rollout (the loop is bounded in count and time)."""
 
 
 def single_sidecarset() -> dict[str, Any]:
@@ -135,6 +142,44 @@ async def _wait_injects(
     )
 
 
+async def creations_during(
+    client: KubeClient, namespace: str, finished: asyncio.Event
+) -> tuple[list[float], int]:
+    """Create a pod 3 SidecarSets select every `DURING_INTERVAL` s until `finished` (at most
+    `DURING_MAX`); their latencies, and how many came back with all 3 sidecars."""
+    path = resource_path("v1", "pods", namespace=namespace)
+    latencies: list[float] = []
+    injected = 0
+    expected = set(webhook_server.EXPECTED_SIDECARS)
+    while not finished.is_set() and len(latencies) < DURING_MAX:
+        t0 = time.perf_counter()
+        created = await client.create(path, BODIES["inject3"])
+        latencies.append(time.perf_counter() - t0)
+        names = {c["name"] for c in created.get("spec", {}).get("containers", [])}
+        injected += expected <= names
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(finished.wait(), DURING_INTERVAL)
+    return latencies, injected
+
+
+async def writes_settled(
+    cluster: Cluster, operator: Operator, t0: float, *, quiet: float = 2.0, limit: float = 120.0
+) -> float:
+    """Seconds from `t0` until the operator's writes stopped (at most 2 in `quiet` seconds: its
+    Lease renewals), so that writes and CPU count whatever it does after the pods are done (our
+    queued pod conditions, anyone's trailing status writes). Gives up after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    previous, since = await operator.writes(cluster), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet)
+        now = await operator.writes(cluster)
+        if now - previous <= 2:
+            return since - t0
+        previous, since = now, time.monotonic()
+    harness.say(f"    {operator.name}: writes still going after {limit:.0f} s; measured anyway")
+    return time.monotonic() - t0
+
+
 async def rollout_once(
     cluster: Cluster,
     operator: Operator,
@@ -149,10 +194,14 @@ async def rollout_once(
     cluster.ensure_simulator(nodes)
     client = await cluster.client()
     ns = f"bench-peer-{tag}"
+    admitted_ns = f"{ns}-admit"
     pid = await operator.start(cluster, limit)
     started_cpu = harness.cpu_seconds(pid)
     try:
         await harness.create_namespace(client, ns)
+        await harness.create_namespace(client, admitted_ns)
+        await webhook_server.ensure_sidecarsets(client)
+        await _wait_injects(client, admitted_ns, PROBE, set(webhook_server.EXPECTED_SIDECARS))
         await harness.delete_sidecarsets(client, [rollout.SIDECARSET])
         await client.create(harness.SIDECARSETS, rollout.sidecarset_body(PERCENT, ns))
         probe = workload.pod("probe", {rollout.LABEL: "on"}, node="sim-node-0")
@@ -172,10 +221,16 @@ async def rollout_once(
             tracker.max_not_ready = 0
             t0 = time.monotonic()
             await harness.set_sidecar_image(client, rollout.SIDECARSET, 0, workload.NEW_IMAGE)
-            pods_done, status_done, _samples = await rollout.follow(
-                cluster, tracker, pods, t0, limit=300 + pods * 0.5
-            )
-            await asyncio.sleep(1.0)
+            finished = asyncio.Event()
+            creating = asyncio.create_task(creations_during(client, admitted_ns, finished))
+            try:
+                pods_done, status_done, _samples = await rollout.follow(
+                    cluster, tracker, pods, t0, limit=300 + pods * 0.5
+                )
+            finally:
+                finished.set()
+                during, during_injected = await creating
+            writes_done = await writes_settled(cluster, operator, t0)
             cpu = harness.cpu_seconds(pid) - cpu_before
             writes = await operator.writes(cluster) - writes_before
             api = rollout.apiserver_requests(api_before, await cluster.apiserver_metrics())
@@ -188,12 +243,14 @@ async def rollout_once(
         # (failurePolicy Fail), so with it stopped the pods could not be deleted.
         await harness.delete_sidecarsets(client, [rollout.SIDECARSET])
         await harness.delete_namespace(client, ns)
+        await harness.delete_namespace(client, admitted_ns)
         operator.stop(cluster)
     api_writes = sum(v for k, v in api.items() if k.split()[0] in WRITE_VERBS)
     figures = {
         "pods": pods,
         "seconds_to_all_pods_updated_and_ready": round(pods_done, 2),
         "seconds_to_status_complete": round(status_done, 2),
+        "seconds_to_writes_settled": round(writes_done, 2),
         "max_unavailable_allowed": math.floor(pods * PERCENT / 100),
         "max_unavailable_seen": tracker.max_not_ready,
         "operator_writes_per_pod": round(writes / pods, 3),
@@ -204,6 +261,10 @@ async def rollout_once(
         "operator_peak_rss_mib": memory.get("VmHWM"),
         "operator_rss_mib": memory.get("VmRSS"),
         "setup_seconds": round(setup_seconds, 1),
+        "create_during_rollout_p50_ms": webhook_e2e.describe(during)["p50_ms"] if during else None,
+        "create_during_rollout_p99_ms": webhook_e2e.describe(during)["p99_ms"] if during else None,
+        "created_during_rollout": len(during),
+        "injected_during_rollout": during_injected,
     }
     harness.say(
         f"    {operator.name} @ {limit.qps:g}/{limit.burst}, {pods} pods: "
