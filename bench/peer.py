@@ -34,6 +34,12 @@ LARGE = 5000
 equal limit and nearly twice that at its default."""
 
 
+DURING_PODS = 2000
+"""The size whose equal-QPS rollout is followed by a rollback during which pods are created (the
+webhook's latency while the write budget is saturated; `peer_workloads.rollout_once`); 200 in a
+quick run."""
+
+
 def plan(quick: bool) -> dict[str, Any]:
     """Sizes and repetitions: quick = one repetition at 200 pods (a few minutes); a full run
     repeats 200 and 2,000 pods (`SIDECARSET_PEER_REPETITIONS`, 2) and runs 10,000 pods in the
@@ -43,6 +49,7 @@ def plan(quick: bool) -> dict[str, Any]:
             "repetitions": 1,
             "sizes": [200],
             "large_repetitions": 0,
+            "during_pods": 200,
             "rounds": 4,
             "pods_per_batch": 15,
         }
@@ -53,6 +60,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "repetitions": reps,
         "sizes": sizes,
         "large_repetitions": large,
+        "during_pods": DURING_PODS,
         "rounds": 6,
         "pods_per_batch": 20,
     }
@@ -112,7 +120,12 @@ async def repetition(
                     if not runs_at(pods, rep, name, settings):
                         continue
                     figures = await peer_workloads.rollout_once(
-                        clusters[op.name], op, limit, pods, tag=f"{pods}-{name}"
+                        clusters[op.name],
+                        op,
+                        limit,
+                        pods,
+                        tag=f"{pods}-{name}",
+                        during=name == "equal" and pods == settings["during_pods"],
                     )
                     runs.append(
                         {"operator": op.name, "rep": rep, "workload": "rollout"}
@@ -139,6 +152,7 @@ async def main(peer: str, quick: bool) -> int:
         "repetitions": sizing["repetitions"],
         "sizes": sizing["sizes"],
         "large": {"from_pods": LARGE, "repetitions": sizing["large_repetitions"]},
+        "during_pods": sizing["during_pods"],
         "max_unavailable": f"{peer_workloads.PERCENT}%",
         "pod_creation": {"rounds": sizing["rounds"], "pods_per_batch": sizing["pods_per_batch"]},
         "limits": {

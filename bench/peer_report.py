@@ -364,7 +364,7 @@ def render_table(result: Mapping[str, Any]) -> str:
             )
         if o.get("create_during_rollout_p99_ms") is not None:
             lines.append(
-                f"| {title}: pod create p50 / p99 meanwhile, 3 sidecars (ms) | "
+                f"| {title}: pod create p50 / p99 during a rollback at that QPS, 3 sidecars (ms) | "
                 + " | ".join(
                     f"{_num(x.get('create_during_rollout_p50_ms'), 2)} / "
                     f"{_num(x.get('create_during_rollout_p99_ms'), 2)}"

@@ -8,9 +8,12 @@
 - `rollout`: an in-place sidecar rollout (maxUnavailable 10 %) over pods on simulated nodes,
   with `rollout`'s pod creation and progress loop; wall time, most pods unavailable at once,
   the operator's CPU seconds and peak RSS (from /proc), and its API writes per updated pod by its
-  own client-side counter, with the apiserver's count of every client's writes beside it. While
-  it runs, pods that 3 of the 100 admission SidecarSets select are created one every 0.1 s in
-  another namespace: the pod webhook's latency while the rollout saturates the write budget.
+  own client-side counter, with the apiserver's count of every client's writes beside it.
+  With `during=True` the image is then rolled back, unmeasured otherwise, while pods that 3 of
+  the 100 admission SidecarSets select are created one every 0.1 s in another namespace: the
+  pod webhook's latency while a rollout saturates the write budget (kept apart from the measured
+  rollout, whose writes and CPU those creations would otherwise inflate: each changes 3
+  SidecarSets' counts).
 """
 
 from __future__ import annotations
@@ -162,6 +165,26 @@ async def creations_during(
     return latencies, injected
 
 
+async def rollback_while_creating(
+    cluster: Cluster, tracker: PodTracker, pods: int, namespace: str
+) -> tuple[list[float], int]:
+    """Roll the sidecar back to the old image while creating pods in `namespace` (see
+    `creations_during`); the creations' latencies and how many were injected."""
+    client = await cluster.client()
+    t1 = time.monotonic()
+    await harness.set_sidecar_image(client, rollout.SIDECARSET, 0, workload.OLD_IMAGE)
+    finished = asyncio.Event()
+    creating = asyncio.create_task(creations_during(client, namespace, finished))
+    try:
+        await rollout.follow(
+            cluster, tracker, pods, t1, limit=300 + pods * 0.5, image=workload.OLD_IMAGE
+        )
+    finally:
+        finished.set()
+        latencies, injected = await creating
+    return latencies, injected
+
+
 async def writes_settled(
     cluster: Cluster, operator: Operator, t0: float, *, quiet: float = 2.0, limit: float = 120.0
 ) -> float:
@@ -187,6 +210,7 @@ async def rollout_once(
     pods: int,
     *,
     tag: str,
+    during: bool = False,
 ) -> dict[str, Any]:
     """Start the operator fresh at `limit`, create `pods` pods, roll a new sidecar image out
     over them, stop the operator. A fresh process per rollout: its peak RSS is this rollout's."""
@@ -221,19 +245,18 @@ async def rollout_once(
             tracker.max_not_ready = 0
             t0 = time.monotonic()
             await harness.set_sidecar_image(client, rollout.SIDECARSET, 0, workload.NEW_IMAGE)
-            finished = asyncio.Event()
-            creating = asyncio.create_task(creations_during(client, admitted_ns, finished))
-            try:
-                pods_done, status_done, _samples = await rollout.follow(
-                    cluster, tracker, pods, t0, limit=300 + pods * 0.5
-                )
-            finally:
-                finished.set()
-                during, during_injected = await creating
+            pods_done, status_done, _samples = await rollout.follow(
+                cluster, tracker, pods, t0, limit=300 + pods * 0.5
+            )
             writes_done = await writes_settled(cluster, operator, t0)
             cpu = harness.cpu_seconds(pid) - cpu_before
             writes = await operator.writes(cluster) - writes_before
             api = rollout.apiserver_requests(api_before, await cluster.apiserver_metrics())
+            latencies, injected = (
+                await rollback_while_creating(cluster, tracker, pods, admitted_ns)
+                if during
+                else ([], 0)
+            )
         finally:
             await tracker.stop()
         memory = harness.memory(pid)
@@ -261,10 +284,14 @@ async def rollout_once(
         "operator_peak_rss_mib": memory.get("VmHWM"),
         "operator_rss_mib": memory.get("VmRSS"),
         "setup_seconds": round(setup_seconds, 1),
-        "create_during_rollout_p50_ms": webhook_e2e.describe(during)["p50_ms"] if during else None,
-        "create_during_rollout_p99_ms": webhook_e2e.describe(during)["p99_ms"] if during else None,
-        "created_during_rollout": len(during),
-        "injected_during_rollout": during_injected,
+        "create_during_rollout_p50_ms": webhook_e2e.describe(latencies)["p50_ms"]
+        if latencies
+        else None,
+        "create_during_rollout_p99_ms": webhook_e2e.describe(latencies)["p99_ms"]
+        if latencies
+        else None,
+        "created_during_rollout": len(latencies),
+        "injected_during_rollout": injected,
     }
     harness.say(
         f"    {operator.name} @ {limit.qps:g}/{limit.burst}, {pods} pods: "

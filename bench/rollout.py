@@ -116,16 +116,22 @@ async def create_ready_pods(
 
 
 async def follow(
-    cluster: Cluster, tracker: PodTracker, pods: int, t0: float, *, limit: float
+    cluster: Cluster,
+    tracker: PodTracker,
+    pods: int,
+    t0: float,
+    *,
+    limit: float,
+    image: str = workload.NEW_IMAGE,
 ) -> tuple[float, float, list[list[float]]]:
-    """Sample progress every 0.25 s from `t0` (the image change) until every pod runs the new
-    image and is Ready, then until the SidecarSet's status says so; at most `limit` seconds.
+    """Sample progress every 0.25 s from `t0` (the image change) until every pod runs `image`
+    and is Ready, then until the SidecarSet's status says so; at most `limit` seconds.
     Returns (seconds to pods done, seconds to status done, samples)."""
     samples: list[list[float]] = []
     deadline = limit + t0
 
     def done(t: PodTracker) -> bool:
-        return t.count(lambda p: p.ready and p.status_image == workload.NEW_IMAGE) == pods
+        return t.count(lambda p: p.ready and p.status_image == image) == pods
 
     while not done(tracker):
         tracker.check()
@@ -137,8 +143,8 @@ async def follow(
         samples.append(
             [
                 round(time.monotonic() - t0, 2),
-                tracker.count(lambda p: p.spec_image == workload.NEW_IMAGE),
-                tracker.count(lambda p: p.ready and p.status_image == workload.NEW_IMAGE),
+                tracker.count(lambda p: p.spec_image == image),
+                tracker.count(lambda p: p.ready and p.status_image == image),
                 tracker.not_ready(),
             ]
         )
