@@ -24,6 +24,7 @@ from typing import Any
 from bench import harness, peer_report, peer_workloads, rollout
 from bench.harness import Cluster
 from bench.operators import Operator, PeerMissing, operator_by_name
+from sidecarset.shell.kube import errors
 
 NAME = "peer-kruise"
 
@@ -70,7 +71,7 @@ def runs_at(pods: int, rep: int, limit: str, settings: dict[str, Any]) -> bool:
     """Whether this repetition rolls `pods` pods out at this limit setting (see `LARGE`)."""
     if pods < LARGE:
         return True
-    return limit == "equal" and rep < settings["large_repetitions"]
+    return limit == "equal" and rep < settings["large"]["repetitions"]
 
 
 async def repetition(
@@ -111,7 +112,8 @@ async def repetition(
         finally:
             for op in ops:
                 op.stop(clusters[op.name])
-        for pods in settings["sizes"]:
+        # The largest first: if it cannot finish, the smaller sizes still run and are written.
+        for pods in sorted(settings["sizes"], reverse=True):
             if not runs_at(pods, rep, "equal", settings):
                 continue
             harness.say(f"  rollouts of {pods} pods")
@@ -119,14 +121,18 @@ async def repetition(
                 for name, limit in op.limits().items():
                     if not runs_at(pods, rep, name, settings):
                         continue
-                    figures = await peer_workloads.rollout_once(
-                        clusters[op.name],
-                        op,
-                        limit,
-                        pods,
-                        tag=f"{pods}-{name}",
-                        during=name == "equal" and pods == settings["during_pods"],
-                    )
+                    try:
+                        figures = await peer_workloads.rollout_once(
+                            clusters[op.name],
+                            op,
+                            limit,
+                            pods,
+                            tag=f"{pods}-{name}",
+                            during=name == "equal" and pods == settings["during_pods"],
+                        )
+                    except (TimeoutError, RuntimeError, errors.ApiError) as err:
+                        harness.say(f"    {op.name} @ {name}, {pods} pods FAILED: {err}")
+                        figures = {"pods": pods, "failed": str(err)}
                     runs.append(
                         {"operator": op.name, "rep": rep, "workload": "rollout"}
                         | {"limit": name, "pods": pods, "figures": figures}

@@ -18,3 +18,14 @@ def test_the_docs_table_matches_the_committed_results() -> None:
     peer_report.validate(committed)
     assert committed["quick"] is False
     assert peer_report.section(doc) == peer_report.render_table(committed)
+
+
+def test_large_rollouts_run_at_the_equal_qps_in_the_first_repetitions_only() -> None:
+    from bench import peer
+
+    settings = {"large": {"from_pods": peer.LARGE, "repetitions": 1}}
+    assert peer.runs_at(2000, 1, "default", settings)
+    assert peer.runs_at(10000, 0, "equal", settings)
+    assert not peer.runs_at(10000, 0, "default", settings)
+    assert not peer.runs_at(10000, 1, "equal", settings)
+    assert peer.plan(quick=False)["sizes"][-1] >= peer.LARGE
