@@ -74,6 +74,28 @@ def median(values: Iterable[float | None]) -> float | None:
     return round(statistics.median(got), 3) if got else None
 
 
+AFTER_THE_POD_WRITES = (
+    "seconds_to_writes_settled",
+    "operator_writes_per_pod",
+    "all_clients_writes_per_pod",
+    "operator_cpu_seconds",
+    "operator_cpu_ms_per_pod",
+)
+"""Figures that count up to the operator's last write: incomplete when that wait gave up."""
+OLD_SETTLE_LIMIT = 120.0
+"""The fixed wait of results written before `writes_settled` was recorded."""
+
+
+def writes_complete(figures: Mapping[str, Any]) -> bool:
+    """Whether the operator's writes had stopped when writes and CPU were read."""
+    flag = figures.get("writes_settled")
+    if flag is not None:
+        return bool(flag)
+    settled = figures.get("seconds_to_writes_settled")
+    status = figures.get("seconds_to_status_complete")
+    return settled is None or status is None or settled - status < OLD_SETTLE_LIMIT
+
+
 def ratio(ours: float | None, peer: float | None) -> float | None:
     if ours is None or peer is None or peer == 0:
         return None
@@ -125,6 +147,7 @@ def summarize(
                         for r in _runs(
                             runs, operator=operator, workload="rollout", limit=ran_as, pods=pods
                         )
+                        if figure not in AFTER_THE_POD_WRITES or writes_complete(r["figures"])
                     )
                     for figure in ROLLOUT_FIGURES
                 }
@@ -258,6 +281,10 @@ def validate(result: Mapping[str, Any]) -> None:
             )
 
 
+REBUILT = ("benchmark", "schema", "settings", "summary", "ratios", "targets", "runs")
+"""The keys `build` writes; the others (machine, versions, times) are kept by `--rebuild`."""
+
+
 def build(
     runs: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], **head: Any
 ) -> dict[str, Any]:
@@ -380,7 +407,7 @@ def render_table(result: Mapping[str, Any]) -> str:
         )
         od, pd = ours["rollout"]["default"][pods_text], peer["rollout"]["default"][pods_text]
         figure = "seconds_to_all_pods_updated_and_ready"
-        if od[figure] is None and pd[figure] is None:
+        if od[figure] is None or pd[figure] is None:
             continue  # not run at this size (bench/peer.py, LARGE)
         lines.append(
             f"| rollout {pods:,} pods, each default QPS (Kruise {peer_default}, ours "
@@ -432,10 +459,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS / "peer-kruise.json")
     parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md")
     parser.add_argument("--check", action="store_true", help="only check the doc is up to date")
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="first recompute the summary, ratios and targets from the recorded runs and rewrite "
+        "the results file (after a change in how runs are judged; the runs are not touched)",
+    )
     args = parser.parse_args(argv)
     try:
         result = json.loads(args.results.read_text())
         validate(result)
+        if args.rebuild:
+            head = {k: v for k, v in result.items() if k not in REBUILT}
+            result = build(result["runs"], result["settings"], **head)
+            args.results.write_text(json.dumps(result, indent=1) + "\n")
         doc = args.doc.read_text()
         updated = replace_section(doc, render_table(result))
     except (OSError, ValueError) as err:

@@ -157,3 +157,12 @@ def test_quick_results_go_to_an_ignored_folder() -> None:
     assert harness.result_path("rollout", quick=False).parent == harness.RESULTS
     ignored = (harness.ROOT / ".gitignore").read_text().splitlines()
     assert "bench/results/quick/" in ignored
+
+
+def test_writes_and_cpu_read_before_the_operator_stopped_writing_are_left_out() -> None:
+    settled = {"seconds_to_status_complete": 40.0, "seconds_to_writes_settled": 80.0}
+    gave_up = {"seconds_to_status_complete": 220.0, "seconds_to_writes_settled": 345.0}
+    assert peer_report.writes_complete(settled)
+    assert not peer_report.writes_complete(gave_up)  # results from before the flag existed
+    assert not peer_report.writes_complete({**settled, "writes_settled": False})
+    assert peer_report.writes_complete({**gave_up, "writes_settled": True})
