@@ -197,6 +197,16 @@ class Writer:
         return True
 
     async def set_condition(self, update: PodConditionUpdate, *, spare: bool = False) -> None:
+        """Write `update` (`spare`: a queued one, with spare rate). Written at once, it drops any
+        verdict of the same SidecarSets still queued for the pod: that was decided earlier and
+        must not overwrite this one when its turn comes."""
+        queued = None if spare else self._conditions.get(update.pod)
+        if queued is not None:
+            for name in update.verdicts:
+                queued.pop(name, None)
+            if not queued:
+                del self._conditions[update.pod]
+                metrics.POD_CONDITIONS_WAITING.set(len(self._conditions))
         path = resource_path(
             "v1", "pods", namespace=update.pod.namespace, name=update.pod.name, subresource="status"
         )
@@ -223,31 +233,28 @@ class Writer:
         return len(self._conditions)
 
     async def write_queued_conditions(self) -> None:
-        """Run for as long as the controller runs: send queued conditions, oldest first.
+        """Run for as long as the controller runs: send queued conditions, oldest first,
+        `CONDITION_CONCURRENCY` at a time.
 
         Each is derived again from the pod as now cached (None: nothing left to say), so a
         verdict another SidecarSet wrote meanwhile is kept. A condition still queued when the
         controller stops is not written: the successor does not know of it (as in Kruise, where
         a crash between the pod update and the condition write loses it the same way).
         """
-        gate = asyncio.Semaphore(CONDITION_CONCURRENCY)
-        in_flight: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                await self._conditions_queued.wait()
-                while self._conditions:
-                    await gate.acquire()
-                    key = next(iter(self._conditions))
-                    verdicts = self._conditions.pop(key)
-                    metrics.POD_CONDITIONS_WAITING.set(len(self._conditions))
-                    task = asyncio.create_task(self._write_verdicts(key, verdicts))
-                    in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
-                    task.add_done_callback(lambda _t: gate.release())
+        async with asyncio.TaskGroup() as workers:
+            for _ in range(CONDITION_CONCURRENCY):
+                workers.create_task(self._condition_worker())
+
+    async def _condition_worker(self) -> None:
+        while True:
+            if not self._conditions:
                 self._conditions_queued.clear()
-        finally:
-            for task in in_flight:
-                task.cancel()
+                await self._conditions_queued.wait()
+                continue
+            key = next(iter(self._conditions))
+            verdicts = self._conditions.pop(key)
+            metrics.POD_CONDITIONS_WAITING.set(len(self._conditions))
+            await self._write_verdicts(key, verdicts)
 
     async def _write_verdicts(self, key: PodKey, verdicts: Mapping[str, bool]) -> None:
         pod = self._pods.get(f"{key.namespace}/{key.name}")

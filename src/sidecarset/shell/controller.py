@@ -101,9 +101,9 @@ class Controller(Generic[K]):
 
         `batch_seconds` > 0: at most one pass per key in any window of `batch_seconds`, or of
         `batch_factor` times that key's last pass duration (its `Result.busy_seconds` if given)
-        if longer; the events in between add
-        nothing, so a burst costs a pass per window, not one per event, and the passes of one key
-        take at most 1/`batch_factor` of the time while events stream in. An event after a quiet
+        if longer; the events in between add nothing, so a burst costs a pass per window, not one
+        per event, and the passes of one key take at most 1/`batch_factor` of the time while
+        events stream in. An event after a quiet
         spell is not held back: its key is queued at once when its window since its last pass
         started has passed (so a rollout waiting on pod readiness moves on the moment a pod is
         ready), else for the end of that window. No event waits longer."""

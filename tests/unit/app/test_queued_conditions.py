@@ -4,6 +4,7 @@ derived again from the pod as cached when it goes (behaviour.md §9.3)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,8 @@ async def drain(w: Writer) -> None:
     for _ in range(100):
         await asyncio.sleep(0)
     task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def with_condition(name: str, message: dict[str, bool], status: str = "True") -> PodView:
@@ -124,4 +127,22 @@ def test_nothing_is_written_for_a_deleted_pod_or_a_condition_that_already_says_i
     run(drain(w))
 
     assert client.conditions() == []
+    assert w.conditions_waiting() == 0
+
+
+def test_a_verdict_written_at_once_is_not_overwritten_by_an_older_queued_one() -> None:
+    pod = outdated_pod("p")
+    w, client = writer_with(pod)
+    earlier = rollout.upgradable_condition_update(pod, "a", True, NOW)
+    later = rollout.upgradable_condition_update(pod, "a", False, NOW)
+    assert earlier is not None
+    assert later is not None
+    w.queue_condition(earlier)  # updated, condition waiting for spare rate
+
+    run(w.set_condition(later))  # then found not upgradable: written in its round
+    run(drain(w))
+
+    assert [(c["status"], json.loads(c["message"])) for _p, c, _s in client.conditions()] == [
+        ("False", {"a": False})
+    ]
     assert w.conditions_waiting() == 0

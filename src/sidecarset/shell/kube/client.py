@@ -68,11 +68,14 @@ class TokenBucket:
         """Take a token; the seconds until it may be used (0: now)."""
         if self._qps <= 0:
             return 0.0
+        self._refill()
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self._qps
+
+    def _refill(self) -> None:
         now = time.monotonic()
         self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
         self._last = now
-        self._tokens -= 1
-        return 0.0 if self._tokens >= 0 else -self._tokens / self._qps
 
     async def acquire(self) -> None:
         delay = self.reserve()
@@ -83,9 +86,7 @@ class TokenBucket:
         """Take a token only if one is free now, never borrowing from callers already waiting."""
         if self._qps <= 0:
             return True
-        now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._last) * self._qps)
-        self._last = now
+        self._refill()
         if self._tokens < 1:
             return False
         self._tokens -= 1
