@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,15 @@ class SecretStore:
         )
 
 
-async def keep_fresh(store: SecretStore, tls: LiveTLS, *, every: float = 300.0) -> None:
-    """Poll the Secret; rotate when due and reload when another replica rotated."""
+async def keep_fresh(
+    store: SecretStore,
+    tls: LiveTLS,
+    *,
+    every: float = 300.0,
+    reload: Callable[[WebhookPKI], None] | None = None,
+) -> None:
+    """Poll the Secret; rotate when due and reload when another replica rotated. `reload`
+    (default `tls.load`): how to load new material, e.g. on the thread serving with `tls`."""
     while True:
         await asyncio.sleep(every)
         try:
@@ -191,5 +199,5 @@ async def keep_fresh(store: SecretStore, tls: LiveTLS, *, every: float = 300.0) 
             log.warning("certificate check failed: %s", err)
             continue
         if material.serving.cert_pem != tls.material.serving.cert_pem:
-            tls.load(material)
+            (reload or tls.load)(material)
             log.info("reloaded webhook serving certificate")

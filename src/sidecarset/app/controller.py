@@ -36,12 +36,13 @@ POD_EVENT_BATCH = 0.1
 POD_EVENT_BATCH_FACTOR = 10.0
 """Pod events are gathered so that one SidecarSet is reconciled at most once per 0.1 s, or per
 10 times its last round's duration if longer (`Controller.watch`). A round is work over all of a
-SidecarSet's pods on the event loop that also answers the pod webhook: one round per pod event
-during a burst of pod creations made every admission wait behind rounds that grew with the pod
-count. So rounds take at most a tenth of the loop while pod events stream in, whatever the pod
-count (0.4 s apart at 10,000 pods, 0.1 s at a few hundred), and a pod turning ready after a
-quiet spell is acted on at once: a rollout waiting on its budget moves on without waiting out a
-fixed window (a fixed 0.5 s window was half of every round of a 200-pod rollout)."""
+SidecarSet's pods: one round per pod event during a burst of pod creations or a rollout spent
+CPU that grew with the pod count on rounds that mostly found nothing new. So rounds take at most
+a tenth of the process's time while pod events stream in, whatever the pod count (0.4 s apart at
+10,000 pods, 0.1 s at a few hundred), and a pod turning ready after a quiet spell is acted on at
+once: a rollout waiting on its budget moves on without waiting out a fixed window (a fixed 0.5 s
+window was half of every round of a 200-pod rollout). The webhooks do not wait for rounds at
+all: they are served from their own thread (`shell.threaded_server`)."""
 
 
 def _injected_index(pod: PodView) -> list[str]:

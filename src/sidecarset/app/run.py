@@ -1,7 +1,9 @@
 """Assembles each mode of the operator in one TaskGroup, started in phases.
 
 1. the probe server (so /healthz answers while the rest starts; /readyz stays false);
-2. the webhook server, and the SidecarSet CRD's conversion webhook pointed at it: conversions
+2. the webhook server (on its own thread and event loop, so an admission never waits behind the
+   controller's work: `shell.threaded_server`), and the SidecarSet CRD's conversion webhook
+   pointed at it: conversions
    are answered at once, admission reviews only once the caches are synced. This comes before
    the informers because their first LIST may itself need a conversion (objects stored as
    v1alpha1 by older versions, read through v1beta1): waiting for the caches first would wait
@@ -31,6 +33,7 @@ from typing import Any
 
 import structlog
 import yaml
+from aiohttp import web
 
 from sidecarset.app import certificates, webhooks_config
 from sidecarset.app.cached_objects import (
@@ -47,7 +50,7 @@ from sidecarset.app.settings import Mode, OperatorSettings
 from sidecarset.app.sidecarset_webhook import CONFIG_MAPS, SidecarSetAdmission
 from sidecarset.core import conversion, pod_contract
 from sidecarset.core.podview import PodView
-from sidecarset.shell import httpserver
+from sidecarset.shell import event_loops, httpserver
 from sidecarset.shell.clock import RealClock
 from sidecarset.shell.informer import Informer
 from sidecarset.shell.kube import errors
@@ -55,6 +58,7 @@ from sidecarset.shell.kube.client import KubeClient, resource_path
 from sidecarset.shell.kube.credentials import CredentialsError
 from sidecarset.shell.leader import LeadershipLost
 from sidecarset.shell.shutdown import GracefulStop
+from sidecarset.shell.threaded_server import ThreadedServer
 
 log = structlog.get_logger("sidecarset.operator")
 
@@ -158,18 +162,9 @@ def write_ready_file(path: Path, *, webhook: int | None, probe: int) -> None:
 class Operator:
     """One running operator process; /readyz reports `ready` and not `stopping`."""
 
-    def __init__(
-        self,
-        settings: OperatorSettings,
-        client: KubeClient,
-        admission_client: KubeClient | None = None,
-    ) -> None:
-        """`admission_client`: for the one API call an admission may need (a namespace not yet
-        in the cache): its own connections, no rate limit shared with the controller's writes,
-        so a pod admission never queues behind a rollout. Defaults to `client`."""
+    def __init__(self, settings: OperatorSettings, client: KubeClient) -> None:
         self.settings = settings
         self.client = client
-        self.admission_client = admission_client or client
         self.clock = RealClock()
         self.sidecarsets: Informer[SidecarSetEntry] = Informer(
             client, SIDECARSETS, SidecarSetCodec(), clock=self.clock
@@ -304,11 +299,57 @@ class Operator:
             material = await store.load_or_create()
             host = s.webhook_host
         tls = certificates.LiveTLS(material)
+        server = ThreadedServer(
+            self._webhook_app,
+            host,
+            s.webhook_port,
+            tls.context,
+            name="webhook-server",
+            loop_factory=event_loops.loop_factory(),
+        )
+        await server.start()
+        self.webhook_port = server.port
+        self.serving = True
+        keeper: asyncio.Task[None] | None = None
+        try:
+            if s.local:
+                endpoint = webhooks_config.Endpoint(
+                    ca_bundle=material.ca.cert_pem, url_base=f"https://127.0.0.1:{server.port}"
+                )
+            else:
+                endpoint = webhooks_config.Endpoint(
+                    ca_bundle=material.ca.cert_pem,
+                    service_namespace=s.namespace,
+                    service_name=s.service_name,
+                )
+                keeper = asyncio.create_task(
+                    certificates.keep_fresh(
+                        store, tls, reload=lambda fresh: server.call_soon(lambda: tls.load(fresh))
+                    )
+                )
+            yield endpoint
+        finally:
+            self.serving = False
+            if keeper is not None:
+                keeper.cancel()
+            await server.stop()
+
+    async def _webhook_app(self) -> web.Application:
+        """The admission and conversion webhooks' app, built on the webhook server's own thread
+        and loop (`shell.threaded_server`): its handlers only read the informers' stores, and the
+        admission client (for a namespace not cached yet) is made here, on that loop, without the
+        controller's client-side rate limit, and closed with the app."""
+        s = self.settings
+        admission_client = await connect(s, limited=False)
+
+        async def close_client(_: web.Application) -> None:
+            await admission_client.close()
+
         injector = PodInjector(
             sidecarsets=self.sidecarsets.store,
             namespaces=self.namespaces.store,
             revisions=self.revisions.store,
-            client=self.admission_client,
+            client=admission_client,
         )
         sidecarset_admission = SidecarSetAdmission(
             sidecarsets=self.sidecarsets.store,
@@ -340,29 +381,8 @@ class Operator:
             ),
             draining=lambda: self.stopping,
         )
-        server = httpserver.Server(app, host, s.webhook_port, tls.context)
-        await server.start()
-        self.webhook_port = server.port
-        self.serving = True
-        keeper: asyncio.Task[None] | None = None
-        try:
-            if s.local:
-                endpoint = webhooks_config.Endpoint(
-                    ca_bundle=material.ca.cert_pem, url_base=f"https://127.0.0.1:{server.port}"
-                )
-            else:
-                endpoint = webhooks_config.Endpoint(
-                    ca_bundle=material.ca.cert_pem,
-                    service_namespace=s.namespace,
-                    service_name=s.service_name,
-                )
-                keeper = asyncio.create_task(certificates.keep_fresh(store, tls))
-            yield endpoint
-        finally:
-            self.serving = False
-            if keeper is not None:
-                keeper.cancel()
-            await server.stop()
+        app.on_cleanup.append(close_client)
+        return app
 
     async def _register(self, endpoint: webhooks_config.Endpoint) -> None:
         s = self.settings
@@ -391,9 +411,8 @@ async def run(settings: OperatorSettings) -> None:
     except CredentialsError as unusable:
         log.error("cannot reach the API server", error=str(unusable))
         raise SystemExit(1) from None
-    admission_client = await connect(settings, limited=False)
-    async with client, admission_client:
-        operator = Operator(settings, client, admission_client)
+    async with client:
+        operator = Operator(settings, client)
         task = asyncio.current_task()
         assert task is not None, "run() must run inside a task"
         GracefulStop(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -139,7 +138,7 @@ def run(
       sidecarset operator run --local --kubeconfig .cluster/kubeconfig --webhook-port 0
     """
     from sidecarset.app import run as runner
-    from sidecarset.shell import logs
+    from sidecarset.shell import event_loops, logs
 
     if failure_policy not in ("Fail", "Ignore"):
         raise typer.BadParameter("must be Fail or Ignore", param_hint="--failure-policy")
@@ -170,15 +169,5 @@ def run(
         failing_after=failing_after,
         whitelist_full_match=whitelist_full_match,
     )
-    with asyncio.Runner(loop_factory=_loop_factory()) as loop_runner:
+    with asyncio.Runner(loop_factory=event_loops.loop_factory()) as loop_runner:
         loop_runner.run(runner.run(settings))
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed: TLS and HTTP handling are most of a webhook call's time,
-    and its loop does them in C. None: the standard loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop

@@ -15,7 +15,11 @@ Guarantees:
 - A handler subscribed late first receives `Added` for every object already stored.
 
 Readers (`get`, `by_index`, ...) are plain synchronous calls: on one event loop nothing changes
-the store while a reader runs, so no lock is needed to read.
+the store while a reader runs, so no lock is needed to read. From another thread (the webhook
+server's, `shell.threaded_server`) only `get`, `__contains__`, `__len__`, `keys`, `values` and
+`items` may be called: each is one C-level dict operation, which the GIL makes atomic, so such a
+reader sees the store before or after a change, never half way. `by_index` reads an index and
+then the items, and is for the owning loop only.
 """
 
 from __future__ import annotations
