@@ -50,11 +50,13 @@ from sidecarset.shell.store import Store
 log = structlog.get_logger("sidecarset.writer")
 
 PENDING_TIMEOUT = 30.0
-STATUS_MIN_INTERVAL = 1.0
+STATUS_MIN_INTERVAL = 3.0
 """Seconds between two status writes of one SidecarSet that change only counts and messages.
 During a rollout nearly every pod event changes a count: writing each cost about one status
-write per updated pod (each also waking the next reconcile). A change of generation, revision or
-of any condition's status is written at once."""
+write per updated pod (each also waking the next reconcile, and reaching every watcher of
+SidecarSets, Argo CD included). At 1 s the status writes of a 2,000-pod rollout were half of
+its writes besides the pods'; Kruise's came about 3.5 s apart. A change of generation, revision
+or of any condition's status (the rollout completing, stalling) is written at once."""
 WRITE_CONCURRENCY = 16
 """Pod writes of one round in flight at once: enough to keep the client's QPS limit busy over a
 loopback or in-cluster round trip of a few milliseconds, few enough to be no burst."""
