@@ -36,6 +36,7 @@ example pods.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -294,13 +295,18 @@ def _unavailable_since(sidecarset: SidecarSet, pod: PodView) -> datetime | None:
     except pod_contract.MalformedAnnotation:
         entry = None
     if entry is not None and entry.update_timestamp:
-        times.append(
-            datetime.strptime(entry.update_timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        )
+        times.append(_update_time(entry.update_timestamp))
     ready = pod.ready_condition
     if ready is not None and ready.last_transition_time is not None:
         times.append(_aware(ready.last_transition_time))
     return max(times, default=None)
+
+
+# Every round reads the update time of every updated pod not yet ready (up to the whole budget):
+# `strptime` was 4 % of a 2,000-pod rollout's CPU. Pods updated in the same second share the text.
+@functools.lru_cache(maxsize=4096)
+def _update_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def _aware(when: datetime) -> datetime:
