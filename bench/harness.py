@@ -444,11 +444,18 @@ class Cluster:
 # -- objects ---------------------------------------------------------------------------------------
 
 
-async def create_namespace(client: KubeClient, name: str) -> None:
+async def create_namespace(
+    client: KubeClient, name: str, labels: Mapping[str, str] | None = None
+) -> None:
     try:
         await client.create(
             resource_path("v1", "namespaces"),
-            {"metadata": {"name": name, "labels": {"sidecarset.dev/bench": "true"}}},
+            {
+                "metadata": {
+                    "name": name,
+                    "labels": {"sidecarset.dev/bench": "true", **(labels or {})},
+                }
+            },
         )
     except errors.AlreadyExists:
         pass

@@ -41,6 +41,15 @@ webhook's latency while the write budget is saturated; `peer_workloads.rollout_o
 quick run."""
 
 
+SIZES_VARIABLE = "SIDECARSET_PEER_SIZES"
+"""Comma-separated rollout sizes instead of the full run's (e.g. `2000`): a partial run, written
+beside the quick results (never over the committed ones, never into the docs)."""
+
+
+def partial() -> bool:
+    return bool(os.environ.get(SIZES_VARIABLE))
+
+
 def plan(quick: bool) -> dict[str, Any]:
     """Sizes and repetitions: quick = one repetition at 200 pods (a few minutes); a full run
     repeats 200 and 2,000 pods (`SIDECARSET_PEER_REPETITIONS`, 2) and runs 10,000 pods in the
@@ -57,6 +66,8 @@ def plan(quick: bool) -> dict[str, Any]:
     reps = int(os.environ.get("SIDECARSET_PEER_REPETITIONS", "2"))
     large = int(os.environ.get("SIDECARSET_PEER_LARGE_REPETITIONS", "1"))
     sizes = [200, 2000] + ([10000] if large > 0 else [])
+    if os.environ.get(SIZES_VARIABLE):
+        sizes = [int(n) for n in os.environ[SIZES_VARIABLE].split(",")]
     return {
         "repetitions": reps,
         "sizes": sizes,
@@ -159,6 +170,7 @@ async def main(peer: str, quick: bool) -> int:
         "sizes": sizing["sizes"],
         "large": {"from_pods": LARGE, "repetitions": sizing["large_repetitions"]},
         "during_pods": sizing["during_pods"],
+        "partial": partial(),
         "max_unavailable": f"{peer_workloads.PERCENT}%",
         "pod_creation": {"rounds": sizing["rounds"], "pods_per_batch": sizing["pods_per_batch"]},
         "limits": {
@@ -183,7 +195,7 @@ async def main(peer: str, quick: bool) -> int:
         versions={ours.name: ours.version(), theirs.name: theirs.version()},
         benchmark_seconds=round(time.monotonic() - started, 1),
     )
-    path = harness.result_path(NAME, quick=quick)
+    path = harness.result_path(NAME, quick=quick or partial())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(harness.clean_floats(result), indent=1) + "\n")
     harness.say("")
@@ -196,7 +208,7 @@ async def main(peer: str, quick: bool) -> int:
             f" -> {verdict}{'' if t['applies'] else ' (indicative)'}"
         )
     harness.say(f"wrote {path.relative_to(harness.ROOT)}; total {time.monotonic() - started:.0f} s")
-    if not quick:
+    if not quick and not partial():
         doc = harness.ROOT / "docs" / "performance.md"
         table = peer_report.render_table(result)
         doc.write_text(peer_report.replace_section(doc.read_text(), table))

@@ -57,6 +57,8 @@ ROLLOUT_FIGURES = (
     "operator_peak_rss_mib",
     "create_during_rollout_p50_ms",
     "create_during_rollout_p99_ms",
+    "create_during_rollout_baseline_p50_ms",
+    "create_during_rollout_baseline_p99_ms",
 )
 TARGET_SIZES = (2000, 10000)
 WRITES = "API writes per updated pod"
@@ -399,6 +401,17 @@ def render_table(result: Mapping[str, Any]) -> str:
                 )
                 + f" | {_x(rr.get('create_during_rollout_p50_ms'))} / "
                 f"{_x(rr.get('create_during_rollout_p99_ms'))} | |"
+            )
+        if o.get("create_during_rollout_baseline_p99_ms") is not None:
+            lines.append(
+                f"| {title}: the same, beside them, pods no webhook is called for (ms) | "
+                + " | ".join(
+                    f"{_num(x.get('create_during_rollout_baseline_p50_ms'), 2)} / "
+                    f"{_num(x.get('create_during_rollout_baseline_p99_ms'), 2)}"
+                    for x in (p, o)
+                )
+                + f" | {_x(rr.get('create_during_rollout_baseline_p50_ms'))} / "
+                f"{_x(rr.get('create_during_rollout_baseline_p99_ms'))} | |"
             )
         lines.append(
             f"| {title}: most unavailable at once (allowed {_num(o['max_unavailable_allowed'], 0)})"

@@ -13,7 +13,9 @@
   the 100 admission SidecarSets select are created one every 0.1 s in another namespace: the
   pod webhook's latency while a rollout saturates the write budget (kept apart from the measured
   rollout, whose writes and CPU those creations would otherwise inflate: each changes 3
-  SidecarSets' counts).
+  SidecarSets' counts). Every other creation is a baseline pod instead, one no webhook is called
+  for: the apiserver's own latency under that same load, so that a slower webhook and a busier
+  machine (a faster rollback restarts more containers a second) can be told apart.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from bench import harness, rollout, webhook_e2e, webhook_server, workload
 from bench.harness import Cluster, PodTracker
 from bench.operators import WRITE_VERBS, Limit, Operator
+from sidecarset.app import webhooks_config
 from sidecarset.shell.kube import errors
 from sidecarset.shell.kube.client import KubeClient, resource_path
 
@@ -58,6 +61,17 @@ BODIES = {
     "inject3": workload.pod("three", {workload.WEBHOOK_LABEL: "on"}, gated=True, generate=True),
 }
 PROBE = workload.pod("probe", {workload.WEBHOOK_LABEL: "on"}, gated=True)
+BASELINE_NAMESPACE_LABELS = {"control-plane": "bench-baseline"}
+"""Kruise calls no pod webhook in a namespace with a `control-plane` label (its
+namespaceSelector); ours skips pods labelled `OPT_OUT_LABEL: "false"` (its objectSelector)."""
+BASELINE_BODY = workload.pod(
+    "baseline",
+    {workload.WEBHOOK_LABEL: "on", webhooks_config.OPT_OUT_LABEL: "false"},
+    gated=True,
+    generate=True,
+)
+"""The inject3 pod, created where neither operator's webhook is called: the apiserver's own
+latency under the same load, the floor for the injected pods created beside it."""
 
 
 class PodCreation:
@@ -146,43 +160,55 @@ async def _wait_injects(
 
 
 async def creations_during(
-    client: KubeClient, namespace: str, finished: asyncio.Event
-) -> tuple[list[float], int]:
-    """Create a pod 3 SidecarSets select every `DURING_INTERVAL` s until `finished` (at most
-    `DURING_MAX`); their latencies, and how many came back with all 3 sidecars."""
-    path = resource_path("v1", "pods", namespace=namespace)
-    latencies: list[float] = []
+    client: KubeClient, namespace: str, baseline_namespace: str, finished: asyncio.Event
+) -> tuple[list[float], list[float], int]:
+    """Create a pod every `DURING_INTERVAL` s until `finished` (at most `DURING_MAX`), in turn one
+    3 SidecarSets select in `namespace` and one no webhook is called for in `baseline_namespace`;
+    the latencies of each kind, and how many of the first came back with all 3 sidecars."""
+    paths = (
+        resource_path("v1", "pods", namespace=namespace),
+        resource_path("v1", "pods", namespace=baseline_namespace),
+    )
+    latencies: tuple[list[float], list[float]] = ([], [])
     injected = 0
     expected = set(webhook_server.EXPECTED_SIDECARS)
-    while not finished.is_set() and len(latencies) < DURING_MAX:
+    for n in range(DURING_MAX):
+        if finished.is_set():
+            break
+        baseline = n % 2
         t0 = time.perf_counter()
-        created = await client.create(path, BODIES["inject3"])
-        latencies.append(time.perf_counter() - t0)
-        names = {c["name"] for c in created.get("spec", {}).get("containers", [])}
-        injected += expected <= names
+        created = await client.create(
+            paths[baseline], BASELINE_BODY if baseline else BODIES["inject3"]
+        )
+        latencies[baseline].append(time.perf_counter() - t0)
+        if not baseline:
+            names = {c["name"] for c in created.get("spec", {}).get("containers", [])}
+            injected += expected <= names
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(finished.wait(), DURING_INTERVAL)
-    return latencies, injected
+    return latencies[0], latencies[1], injected
 
 
 async def rollback_while_creating(
-    cluster: Cluster, tracker: PodTracker, pods: int, namespace: str
-) -> tuple[list[float], int]:
-    """Roll the sidecar back to the old image while creating pods in `namespace` (see
-    `creations_during`); the creations' latencies and how many were injected."""
+    cluster: Cluster, tracker: PodTracker, pods: int, namespace: str, baseline_namespace: str
+) -> tuple[list[float], list[float], int]:
+    """Roll the sidecar back to the old image while creating pods (see `creations_during`);
+    the injected and the baseline creations' latencies and how many were injected."""
     client = await cluster.client()
     t1 = time.monotonic()
     await harness.set_sidecar_image(client, rollout.SIDECARSET, 0, workload.OLD_IMAGE)
     finished = asyncio.Event()
-    creating = asyncio.create_task(creations_during(client, namespace, finished))
+    creating = asyncio.create_task(
+        creations_during(client, namespace, baseline_namespace, finished)
+    )
     try:
         await rollout.follow(
             cluster, tracker, pods, t1, limit=300 + pods * 0.5, image=workload.OLD_IMAGE
         )
     finally:
         finished.set()
-        latencies, injected = await creating
-    return latencies, injected
+        latencies, baseline, injected = await creating
+    return latencies, baseline, injected
 
 
 async def writes_settled(
@@ -205,6 +231,12 @@ async def writes_settled(
     return time.monotonic() - t0, False
 
 
+def _percentiles(prefix: str, latencies: list[float]) -> dict[str, float | None]:
+    """`<prefix>_p50_ms` and `<prefix>_p99_ms` of `latencies` (None when there are none)."""
+    described = webhook_e2e.describe(latencies) if latencies else {}
+    return {f"{prefix}_{q}_ms": described.get(f"{q}_ms") for q in ("p50", "p99")}
+
+
 async def rollout_once(
     cluster: Cluster,
     operator: Operator,
@@ -221,11 +253,13 @@ async def rollout_once(
     client = await cluster.client()
     ns = f"bench-peer-{tag}"
     admitted_ns = f"{ns}-admit"
+    baseline_ns = f"{ns}-baseline"
     pid = await operator.start(cluster, limit)
     started_cpu = harness.cpu_seconds(pid)
     try:
         await harness.create_namespace(client, ns)
         await harness.create_namespace(client, admitted_ns)
+        await harness.create_namespace(client, baseline_ns, BASELINE_NAMESPACE_LABELS)
         await webhook_server.ensure_sidecarsets(client)
         await _wait_injects(client, admitted_ns, PROBE, set(webhook_server.EXPECTED_SIDECARS))
         await harness.delete_sidecarsets(client, [rollout.SIDECARSET])
@@ -254,10 +288,10 @@ async def rollout_once(
             cpu = harness.cpu_seconds(pid) - cpu_before
             writes = await operator.writes(cluster) - writes_before
             api = rollout.apiserver_requests(api_before, await cluster.apiserver_metrics())
-            latencies, injected = (
-                await rollback_while_creating(cluster, tracker, pods, admitted_ns)
+            latencies, baseline, injected = (
+                await rollback_while_creating(cluster, tracker, pods, admitted_ns, baseline_ns)
                 if during
-                else ([], 0)
+                else ([], [], 0)
             )
         finally:
             await tracker.stop()
@@ -269,6 +303,7 @@ async def rollout_once(
         await harness.delete_sidecarsets(client, [rollout.SIDECARSET])
         await harness.delete_namespace(client, ns)
         await harness.delete_namespace(client, admitted_ns)
+        await harness.delete_namespace(client, baseline_ns)
         operator.stop(cluster)
     api_writes = sum(v for k, v in api.items() if k.split()[0] in WRITE_VERBS)
     figures = {
@@ -287,12 +322,8 @@ async def rollout_once(
         "operator_peak_rss_mib": memory.get("VmHWM"),
         "operator_rss_mib": memory.get("VmRSS"),
         "setup_seconds": round(setup_seconds, 1),
-        "create_during_rollout_p50_ms": webhook_e2e.describe(latencies)["p50_ms"]
-        if latencies
-        else None,
-        "create_during_rollout_p99_ms": webhook_e2e.describe(latencies)["p99_ms"]
-        if latencies
-        else None,
+        **_percentiles("create_during_rollout", latencies),
+        **_percentiles("create_during_rollout_baseline", baseline),
         "created_during_rollout": len(latencies),
         "injected_during_rollout": injected,
     }
