@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +159,10 @@ def write_ready_file(path: Path, *, webhook: int | None, probe: int) -> None:
     partial.replace(path)
 
 
+class WebhookServerLost(Exception):
+    """The webhook server's thread ended on its own; the process exits to be restarted."""
+
+
 class Operator:
     """One running operator process; /readyz reports `ready` and not `stopping`."""
 
@@ -197,7 +201,8 @@ class Operator:
         if settings.mode in (Mode.ALL, Mode.CONTROLLER):
             self.pods = Informer(client, resource_path("v1", "pods"), POD_CODEC, clock=self.clock)
         self.webhook_port: int | None = None
-        self.serving = False
+        self.serving: Callable[[], bool] = lambda: False
+        self._webhook: ThreadedServer | None = None
         self.stopping = False
         self._controller: asyncio.Task[None] | None = None
 
@@ -215,7 +220,7 @@ class Operator:
         return self.settings.mode in (Mode.ALL, Mode.WEBHOOK)
 
     def ready(self) -> bool:
-        return self.synced() and (self.serving or not self.serves_webhooks())
+        return self.synced() and (self.serving() or not self.serves_webhooks())
 
     def drain_seconds(self) -> float:
         """Only a webhook server has requests to drain."""
@@ -252,6 +257,8 @@ class Operator:
                 if endpoint is not None and await point_conversion(self.client, endpoint):
                     await asyncio.sleep(CRD_SETTLE_SECONDS)
                 async with asyncio.TaskGroup() as tg:
+                    if self._webhook is not None:
+                        tg.create_task(self._watch_webhook(self._webhook))
                     for informer in self.informers():
                         tg.create_task(informer.run())
                     for informer in self.informers():
@@ -272,6 +279,12 @@ class Operator:
                     await asyncio.Event().wait()
         finally:
             await probes.stop()
+
+    async def _watch_webhook(self, server: ThreadedServer) -> None:
+        """End the process if the webhook server's thread ends while we run: /readyz would
+        fail and the pod would stay up unready; exiting lets it restart."""
+        await server.wait_ended()
+        raise WebhookServerLost("the webhook server's thread ended unexpectedly")
 
     def _running(self) -> bool:
         return not self.stopping
@@ -309,7 +322,8 @@ class Operator:
         )
         await server.start()
         self.webhook_port = server.port
-        self.serving = True
+        self.serving = server.alive
+        self._webhook = server
         keeper: asyncio.Task[None] | None = None
         try:
             if s.local:
@@ -329,7 +343,7 @@ class Operator:
                 )
             yield endpoint
         finally:
-            self.serving = False
+            self.serving = lambda: False
             if keeper is not None:
                 keeper.cancel()
             await server.stop()
@@ -431,6 +445,10 @@ async def run(settings: OperatorSettings) -> None:
                     "leadership lost; exiting so the process restarts with cold caches",
                     lease=settings.lease_name,
                 )
+                raise SystemExit(1) from None
+            lost = group.subgroup(WebhookServerLost)
+            if lost is not None:
+                log.error("webhook server stopped; exiting so the process restarts")
                 raise SystemExit(1) from None
             forbidden = group.subgroup(errors.Forbidden)
             if forbidden is None:

@@ -22,9 +22,12 @@ import ssl
 import threading
 from collections.abc import Awaitable, Callable
 
+import structlog
 from aiohttp import web
 
 from sidecarset.shell.httpserver import Server
+
+log = structlog.get_logger("sidecarset.http")
 
 Build = Callable[[], Awaitable[web.Application]]
 
@@ -52,9 +55,10 @@ class ThreadedServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
+        self._ended: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     async def start(self) -> None:
-        if self._thread is not None:
+        if self._thread is not None or self._ended.done():
             raise RuntimeError(f"{self._name} already started")
         listening: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._thread = threading.Thread(
@@ -66,6 +70,15 @@ class ThreadedServer:
         except BaseException:
             await asyncio.to_thread(self._thread.join)
             raise
+
+    async def wait_ended(self) -> None:
+        """Return once the server's thread has ended: after `stop`, or on its own (a crash of
+        its loop), which the caller should treat as fatal."""
+        await asyncio.wrap_future(self._ended)
+
+    def alive(self) -> bool:
+        """Whether the server's thread still runs (false before `start` and after `stop`)."""
+        return self._thread is not None and not self._ended.done()
 
     def call_soon(self, callback: Callable[[], object]) -> None:
         """Run `callback` on the server's thread (e.g. to change what its handlers share)."""
@@ -86,8 +99,15 @@ class ThreadedServer:
         self._thread = self._loop = self._stopping = None
 
     def _run(self, listening: concurrent.futures.Future[int]) -> None:
-        with asyncio.Runner(loop_factory=self._loop_factory) as runner:
-            runner.run(self._serve(listening))
+        try:
+            with asyncio.Runner(loop_factory=self._loop_factory) as runner:
+                runner.run(self._serve(listening))
+        except Exception:
+            log.exception("server thread ended by an error", server=self._name)
+        finally:
+            if not listening.done():  # the loop died before the server listened
+                listening.set_exception(RuntimeError(f"{self._name} ended before listening"))
+            self._ended.set_result(None)
 
     async def _serve(self, listening: concurrent.futures.Future[int]) -> None:
         self._loop = asyncio.get_running_loop()

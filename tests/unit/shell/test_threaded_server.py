@@ -129,3 +129,21 @@ async def test_stop_runs_cleanup_on_the_servers_thread_and_closes_the_port() -> 
         await asyncio.to_thread(get, port)
     with pytest.raises(RuntimeError, match="not running"):
         server.call_soon(lambda: None)
+
+
+async def test_a_crashed_loop_ends_the_server_and_wakes_its_watcher() -> None:
+    async def build() -> web.Application:
+        return app_answering([])
+
+    server = ThreadedServer(build, "127.0.0.1", 0, name="doomed")
+    await server.start()
+    assert server.alive()
+    watcher = asyncio.create_task(server.wait_ended())
+    await asyncio.sleep(0.05)
+    assert not watcher.done()
+    server.call_soon(lambda: asyncio.get_running_loop().stop())  # the loop dies under the server
+    await asyncio.wait_for(watcher, timeout=5)
+    assert not server.alive()
+    await server.stop()  # still safe: nothing left to stop
+    with pytest.raises(RuntimeError, match="already started"):
+        await server.start()  # one server, one life
