@@ -132,19 +132,24 @@ class SidecarSets:
         name = str(body["metadata"]["name"])
         self.names.append(name)
         if seen:
-            await wait_for(
-                lambda: get_sidecarset(self.kube, name),
-                lambda s: (
-                    (s.get("status") or {}).get("observedGeneration") == s["metadata"]["generation"]
-                ),
-                timeout=60,
-                what=f"the operator to reconcile SidecarSet {name}",
-            )
+            await wait_seen(self.kube, name)
         return name
 
     async def delete_all(self) -> None:
         for name in self.names:
             await delete_sidecarset(self.kube, name)
+
+
+async def wait_seen(kube: KubeClient, name: str) -> None:
+    """Wait until the operator has reconciled SidecarSet `name`: its caches (which the webhook
+    reads too) hold it, so pods created from now on get its sidecars. Right after the create,
+    the watch event may not have reached the operator yet (seconds on a loaded machine)."""
+    await wait_for(
+        lambda: get_sidecarset(kube, name),
+        lambda s: (s.get("status") or {}).get("observedGeneration") == s["metadata"]["generation"],
+        timeout=60,
+        what=f"the operator to reconcile SidecarSet {name}",
+    )
 
 
 async def get_sidecarset(kube: KubeClient, name: str) -> dict[str, Any]:

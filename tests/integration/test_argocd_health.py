@@ -22,6 +22,7 @@ pytestmark = pytest.mark.usefixtures("operator")
 async def rolling_set(kube: KubeClient, namespace: str) -> AsyncIterator[str]:
     name = f"argo-{namespace[-5:]}"
     await k.create(kube, k.sidecarset(name, namespace, maxUnavailable=1))
+    await k.wait_seen(kube, name)
     for i in range(6):
         await k.create(kube, k.pod(f"p{i}"), namespace)
     await wait_for(

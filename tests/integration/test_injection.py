@@ -33,6 +33,7 @@ async def logging_example(kube: KubeClient, namespace: str) -> AsyncIterator[dic
     }
     sidecarset = k.scoped(docs["SidecarSet"], namespace)
     await k.create(kube, sidecarset)
+    await k.wait_seen(kube, sidecarset["metadata"]["name"])
     await k.create(kube, docs["ConfigMap"], namespace)
     deployment = copy.deepcopy(docs["Deployment"])
     deployment["spec"]["replicas"] = 3

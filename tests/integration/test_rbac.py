@@ -261,6 +261,7 @@ async def test_the_operator_does_its_whole_job_with_only_the_charts_permissions(
         kube, k.sidecarset(name, apps)
     )  # both webhooks answer (whitelist ConfigMap read)
     try:
+        await k.wait_seen(kube, name)
         await k.create(kube, k.pod("app"), apps)
         pod_path = resource_path("v1", "pods", namespace=apps, name="app")
         injected = await kube.get(pod_path)
