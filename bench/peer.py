@@ -50,6 +50,20 @@ def partial() -> bool:
     return bool(os.environ.get(SIZES_VARIABLE))
 
 
+def partial_sizes() -> list[int]:
+    """The sizes `SIZES_VARIABLE` names; a ValueError that says what is wrong otherwise."""
+    text = os.environ[SIZES_VARIABLE]
+    try:
+        sizes = [int(n) for n in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"{SIZES_VARIABLE}={text!r}: expected pod counts like 2000,10000"
+        ) from None
+    if any(n <= 0 for n in sizes):
+        raise ValueError(f"{SIZES_VARIABLE}={text!r}: pod counts must be positive")
+    return sizes
+
+
 def plan(quick: bool) -> dict[str, Any]:
     """Sizes and repetitions: quick = one repetition at 200 pods (a few minutes); a full run
     repeats 200 and 2,000 pods (`SIDECARSET_PEER_REPETITIONS`, 2) and runs 10,000 pods in the
@@ -66,8 +80,8 @@ def plan(quick: bool) -> dict[str, Any]:
     reps = int(os.environ.get("SIDECARSET_PEER_REPETITIONS", "2"))
     large = int(os.environ.get("SIDECARSET_PEER_LARGE_REPETITIONS", "1"))
     sizes = [200, 2000] + ([10000] if large > 0 else [])
-    if os.environ.get(SIZES_VARIABLE):
-        sizes = [int(n) for n in os.environ[SIZES_VARIABLE].split(",")]
+    if partial():
+        sizes = partial_sizes()
     return {
         "repetitions": reps,
         "sizes": sizes,
@@ -164,7 +178,11 @@ async def main(peer: str, quick: bool) -> int:
         harness.say(f"error: {err}")
         return 1
     ours = operator_by_name(peer_report.OURS)
-    sizing = plan(quick)
+    try:
+        sizing = plan(quick)
+    except ValueError as err:
+        harness.say(f"error: {err}")
+        return 2
     settings: dict[str, Any] = {
         "repetitions": sizing["repetitions"],
         "sizes": sizing["sizes"],

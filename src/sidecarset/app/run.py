@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +201,6 @@ class Operator:
         if settings.mode in (Mode.ALL, Mode.CONTROLLER):
             self.pods = Informer(client, resource_path("v1", "pods"), POD_CODEC, clock=self.clock)
         self.webhook_port: int | None = None
-        self.serving: Callable[[], bool] = lambda: False
         self._webhook: ThreadedServer | None = None
         self.stopping = False
         self._controller: asyncio.Task[None] | None = None
@@ -220,7 +219,8 @@ class Operator:
         return self.settings.mode in (Mode.ALL, Mode.WEBHOOK)
 
     def ready(self) -> bool:
-        return self.synced() and (self.serving() or not self.serves_webhooks())
+        serving = self._webhook is not None and self._webhook.alive()
+        return self.synced() and (serving or not self.serves_webhooks())
 
     def drain_seconds(self) -> float:
         """Only a webhook server has requests to drain."""
@@ -322,7 +322,6 @@ class Operator:
         )
         await server.start()
         self.webhook_port = server.port
-        self.serving = server.alive
         self._webhook = server
         keeper: asyncio.Task[None] | None = None
         try:
@@ -343,7 +342,7 @@ class Operator:
                 )
             yield endpoint
         finally:
-            self.serving = lambda: False
+            self._webhook = None
             if keeper is not None:
                 keeper.cancel()
             await server.stop()

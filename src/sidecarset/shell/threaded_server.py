@@ -2,10 +2,11 @@
 
 Why: work on the main event loop runs in slices that do not yield (a controller pass over
 thousands of cached objects, a burst of watch events being decoded), and a request served on
-that loop waits for every slice queued ahead of it. Measured on a 2,000-pod rollout, pod
-admissions served beside the controller took p50 88 ms / p99 290 ms against 12-34 ms on an idle
-loop. In its own thread a request waits for the GIL at most one switch interval (5 ms by
-default) at a time, not for the main loop's backlog.
+that loop waits for every slice queued ahead of it. In its own thread a request waits for the
+GIL at most one switch interval (5 ms by default) at a time, not for the main loop's backlog.
+It still shares the process's CPU and the GIL with that work: during a saturated 2,000-pod
+rollout our webhook still added about 30 ms p50 over the apiserver's own latency (Kruise's
+about 10 ms; docs/performance.md), which only a process of its own would remove.
 
 What the handlers may touch follows from that: objects owned by the main loop are read only
 through single GIL-atomic calls (a dict's `get`, `list(d.values())`; see `shell.store`), never

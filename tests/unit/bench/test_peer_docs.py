@@ -29,3 +29,17 @@ def test_large_rollouts_run_at_the_equal_qps_in_the_first_repetitions_only() -> 
     assert not peer.runs_at(10000, 0, "default", settings)
     assert not peer.runs_at(10000, 1, "equal", settings)
     assert peer.plan(quick=False)["sizes"][-1] >= peer.LARGE
+
+
+def test_a_partial_run_takes_its_sizes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench import peer
+
+    monkeypatch.setenv(peer.SIZES_VARIABLE, "2000,10000")
+    assert peer.partial()
+    assert peer.plan(quick=False)["sizes"] == [2000, 10000]
+    for wrong in ("abc", "2000,", "0"):
+        monkeypatch.setenv(peer.SIZES_VARIABLE, wrong)
+        with pytest.raises(ValueError, match=peer.SIZES_VARIABLE):
+            peer.plan(quick=False)
