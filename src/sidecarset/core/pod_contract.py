@@ -142,6 +142,9 @@ _HTML_ESCAPES = {
     "\u2029": "\\u2029",
 }
 _HTML_CHARS = re.compile("[<>&\u2028\u2029]")
+_GO_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+"""Made once: `json.dumps` with any non-default option builds a new encoder per call, which was
+a third of the time spent building a round's pod updates (three annotations each)."""
 
 
 def dump_json(value: object) -> str:
@@ -151,7 +154,7 @@ def dump_json(value: object) -> str:
     struct fields in Go declaration order. Escaping outside strings is impossible in valid JSON,
     so a textual replacement is exact.
     """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    text = _GO_JSON.encode(value)
     return _HTML_CHARS.sub(lambda m: _HTML_ESCAPES[m.group(0)], text)
 
 
