@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sidecarset.devcluster.binaries import Binaries
 from sidecarset.devcluster.components import (
     OPERATOR,
+    OPERATOR_WEBHOOK,
     SIMULATOR,
     operator_component,
     simulator_component,
@@ -90,20 +91,34 @@ def machine() -> dict[str, Any]:
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process so far (from /proc/<pid>/stat)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+Pids = int | Sequence[int]
+"""One process, or the processes of one operator run as several (`--mode webhook` beside
+`--mode controller`): readings are summed over them."""
 
 
-def memory(pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak RSS) of one process, in MiB."""
+def _each(pids: Pids) -> Sequence[int]:
+    return (pids,) if isinstance(pids, int) else pids
+
+
+def cpu_seconds(pids: Pids) -> float:
+    """User + system CPU time so far (from /proc/<pid>/stat), summed over the processes."""
+    total = 0
+    for pid in _each(pids):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _CLOCK_TICKS
+
+
+def memory(pids: Pids) -> dict[str, float]:
+    """VmRSS and VmHWM (peak RSS) in MiB, summed over the processes (for several, the sum of
+    their peaks: an upper bound of the peak they reached together)."""
     found: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            found[key] = round(int(value.split()[0]) / 1024, 1)
+    for pid in _each(pids):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = round(found.get(key, 0.0) + int(value.split()[0]) / 1024, 1)
     return found
 
 
@@ -306,6 +321,7 @@ async def wait_until(
 @dataclass(frozen=True)
 class OperatorProcess:
     pid: int
+    """The controller's process (the only one unless split)."""
     probe_port: int
     webhook_port: int
     spawned_at: float
@@ -315,6 +331,18 @@ class OperatorProcess:
     log: Path
     log_offset: int
     """Where this process's lines start in the shared log file."""
+    webhook_pid: int | None = None
+    """Split (`start_operator(split=True)`): the `--mode webhook` process, serving the webhooks."""
+    webhook_probe_port: int | None = None
+
+    @property
+    def pids(self) -> tuple[int, ...]:
+        return (self.pid,) if self.webhook_pid is None else (self.webhook_pid, self.pid)
+
+    @property
+    def probe_ports(self) -> tuple[int, ...]:
+        extra = () if self.webhook_probe_port is None else (self.webhook_probe_port,)
+        return (self.probe_port, *extra)
 
     def log_events(self, event: str) -> list[dict[str, Any]]:
         """This process's structured log lines with the given event name."""
@@ -377,17 +405,37 @@ class Cluster:
         record = self.plane.state().processes.get(name)
         return record.pid if record is not None and record.is_running() else None
 
-    def start_operator(self, extra: Sequence[str] = ()) -> OperatorProcess:
+    def start_operator(self, extra: Sequence[str] = (), *, split: bool = False) -> OperatorProcess:
         """Start the operator (production defaults, info logging) on known ports; blocks until
-        its ready file exists."""
+        its ready file exists. `split`: as two processes, `--mode webhook` (started first: it
+        serves the CRD's conversion) and `--mode controller`, as the chart's
+        `webhook.ownProcess` runs them."""
         probe, webhook = free_port(), free_port()
         log = self.plane.log_dir / f"{OPERATOR}.log"
         offset = log.stat().st_size if log.exists() else 0
-        component = operator_component(
-            self.plane,
-            ["--probe-port", str(probe), "--webhook-port", str(webhook), *OPERATOR_ARGS, *extra],
-        )
         spawned = time.time()
+        webhook_pid = webhook_probe = None
+        if split:
+            webhook_probe = free_port()
+            self.plane.up(
+                extra=[
+                    operator_component(
+                        self.plane,
+                        [
+                            *("--mode", "webhook", "--probe-port", str(webhook_probe)),
+                            *("--webhook-port", str(webhook), *OPERATOR_ARGS, *extra),
+                        ],
+                        name=OPERATOR_WEBHOOK,
+                    )
+                ],
+                progress=lambda _m: None,
+            )
+            webhook_pid = self.pid(OPERATOR_WEBHOOK)
+            assert webhook_pid is not None
+        own = ("--mode", "controller") if split else ("--webhook-port", str(webhook))
+        component = operator_component(
+            self.plane, [*own, "--probe-port", str(probe), *OPERATOR_ARGS, *extra]
+        )
         self.plane.up(extra=[component], progress=lambda _m: None)
         ready_file = self.plane.workdir / "operator.ready"
         pid = self.pid(OPERATOR)
@@ -400,6 +448,8 @@ class Cluster:
             ready_at=ready_file.stat().st_mtime,
             log=log,
             log_offset=offset,
+            webhook_pid=webhook_pid,
+            webhook_probe_port=webhook_probe,
         )
         return self.operator
 
@@ -409,7 +459,10 @@ class Cluster:
         return self.start_operator()
 
     def stop_operator(self) -> None:
-        self.plane.down(names=[OPERATOR], progress=lambda _m: None)
+        names = [OPERATOR]
+        if self.operator is not None and self.operator.webhook_pid is not None:
+            names.append(OPERATOR_WEBHOOK)  # stopped after the controller (newest first)
+        self.plane.down(names=names, progress=lambda _m: None)
         self.operator = None
 
     def ensure_simulator(self, nodes: int) -> None:
@@ -426,13 +479,14 @@ class Cluster:
 
     # -- readings --------------------------------------------------------------------------------
 
-    async def operator_metrics(self) -> Scrape:
+    async def operator_metrics(self, port: int | None = None) -> Scrape:
+        """The operator's metrics (split: the controller's, or the process on `port`)."""
         assert self.operator is not None
         import aiohttp
 
         async with (
             aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{self.operator.probe_port}/metrics") as resp,
+            session.get(f"http://127.0.0.1:{port or self.operator.probe_port}/metrics") as resp,
         ):
             return Scrape.parse(await resp.text())
 

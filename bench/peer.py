@@ -117,8 +117,8 @@ async def repetition(
         creations = {}
         try:
             for op in ops:
-                pid = await op.start(clusters[op.name], op.limits()["equal"])
-                creations[op.name] = peer_workloads.PodCreation(clusters[op.name], op, pid)
+                pids = await op.start(clusters[op.name], op.limits()["equal"])
+                creations[op.name] = peer_workloads.PodCreation(clusters[op.name], op, pids)
                 await creations[op.name].prepare()
             harness.say("  pod creation, rounds alternating between the operators")
             for r in range(settings["pod_creation"]["rounds"]):
@@ -177,8 +177,8 @@ async def main(peer: str, quick: bool) -> int:
     except PeerMissing as err:
         harness.say(f"error: {err}")
         return 1
-    ours = operator_by_name(peer_report.OURS)
     try:
+        ours = operator_by_name(peer_report.OURS)
         sizing = plan(quick)
     except ValueError as err:
         harness.say(f"error: {err}")
@@ -196,6 +196,7 @@ async def main(peer: str, quick: bool) -> int:
             theirs.name: {k: v.to_json() for k, v in theirs.limits().items()},
         },
         "order": [],
+        "processes": {ours.name: ours.processes(), theirs.name: theirs.processes()},
     }
     machine = harness.machine()
     harness.say(f"machine: {machine}")

@@ -433,9 +433,18 @@ def render_table(result: Mapping[str, Any]) -> str:
         f"Medians of {reps} interleaved repetition{'s' if reps != 1 else ''}, run finished "
         f"{result.get('measured_at', '?')} on {machine.get('nproc')} × {machine.get('cpu_model')}"
         f" (load average {machine.get('load_average')} at the start); Kruise "
-        f"{result['versions'][PEER]}.{_large_note(result['settings'])}",
+        f"{result['versions'][PEER]}.{_large_note(result['settings'])}"
+        f"{_processes_note(result['settings'])}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _processes_note(settings: Mapping[str, Any]) -> str:
+    """How ours ran, when not as one process (its CPU and RSS are then summed over both)."""
+    ours = (settings.get("processes") or {}).get(OURS, "one process")
+    if ours == "one process":
+        return ""
+    return f" Ours ran as {ours} (`webhook.ownProcess`); its CPU and peak RSS are their sums."
 
 
 def _large_note(settings: Mapping[str, Any]) -> str:

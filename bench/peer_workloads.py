@@ -78,8 +78,8 @@ class PodCreation:
     """The pod-creation batches against one operator, a round at a time, so that the runner can
     interleave the rounds of two operators (each on its own control plane) in one time window."""
 
-    def __init__(self, cluster: Cluster, operator: Operator, pid: int) -> None:
-        self.cluster, self.operator, self.pid = cluster, operator, pid
+    def __init__(self, cluster: Cluster, operator: Operator, pids: tuple[int, ...]) -> None:
+        self.cluster, self.operator, self.pids = cluster, operator, pids
         self.config = f"{harness.MUTATING_WEBHOOKS}/{operator.mutating_config}"
         self.latencies: dict[str, list[float]] = {case: [] for case in CASES}
         self._saved: dict[str, Any] = {}
@@ -103,7 +103,7 @@ class PodCreation:
         self._saved = await webhook_e2e.saved_config(client, self.config)
         for body in BODIES.values():
             await webhook_e2e.batch(client, body, 3, namespace=ns)
-        self._cpu_before = harness.cpu_seconds(self.pid)
+        self._cpu_before = harness.cpu_seconds(self.pids)
         self._writes_before = await self.operator.writes(self.cluster)
 
     async def round(self, r: int, per_batch: int) -> None:
@@ -135,8 +135,9 @@ class PodCreation:
         figures: dict[str, Any] = {
             case: webhook_e2e.describe(self.latencies[case]) for case in CASES
         }
-        figures["operator_cpu_seconds"] = round(harness.cpu_seconds(self.pid) - self._cpu_before, 2)
-        figures["operator_memory_mib"] = harness.memory(self.pid)
+        cpu = harness.cpu_seconds(self.pids) - self._cpu_before
+        figures["operator_cpu_seconds"] = round(cpu, 2)
+        figures["operator_memory_mib"] = harness.memory(self.pids)
         # What the operator's controllers wrote while pods were being created (status updates
         # of the SidecarSets that count them), competing with the creations for the apiserver.
         pods = sum(len(v) for v in self.latencies.values())
@@ -254,8 +255,8 @@ async def rollout_once(
     ns = f"bench-peer-{tag}"
     admitted_ns = f"{ns}-admit"
     baseline_ns = f"{ns}-baseline"
-    pid = await operator.start(cluster, limit)
-    started_cpu = harness.cpu_seconds(pid)
+    pids = await operator.start(cluster, limit)
+    started_cpu = harness.cpu_seconds(pids)
     try:
         await harness.create_namespace(client, ns)
         await harness.create_namespace(client, admitted_ns)
@@ -277,7 +278,7 @@ async def rollout_once(
             await asyncio.sleep(1.0)  # let the last status events drain before the window opens
             writes_before = await operator.writes(cluster)
             api_before = await cluster.apiserver_metrics()
-            cpu_before = harness.cpu_seconds(pid)
+            cpu_before = harness.cpu_seconds(pids)
             tracker.max_not_ready = 0
             t0 = time.monotonic()
             await harness.set_sidecar_image(client, rollout.SIDECARSET, 0, workload.NEW_IMAGE)
@@ -285,7 +286,7 @@ async def rollout_once(
                 cluster, tracker, pods, t0, limit=300 + pods * 0.5
             )
             writes_done, settled = await writes_settled(cluster, operator, t0, pods=pods)
-            cpu = harness.cpu_seconds(pid) - cpu_before
+            cpu = harness.cpu_seconds(pids) - cpu_before
             writes = await operator.writes(cluster) - writes_before
             api = rollout.apiserver_requests(api_before, await cluster.apiserver_metrics())
             latencies, baseline, injected = (
@@ -295,8 +296,8 @@ async def rollout_once(
             )
         finally:
             await tracker.stop()
-        memory = harness.memory(pid)
-        total_cpu = harness.cpu_seconds(pid) - started_cpu
+        memory = harness.memory(pids)
+        total_cpu = harness.cpu_seconds(pids) - started_cpu
     finally:
         # Clean up while the operator still serves its webhooks: Kruise validates pod deletes
         # (failurePolicy Fail), so with it stopped the pods could not be deleted.

@@ -250,3 +250,52 @@ def test_values_outside_the_schema_are_refused() -> None:
     )
     assert done.returncode != 0
     assert "failurePolicy" in done.stderr
+
+
+async def test_own_process_splits_the_pod_into_a_webhook_and_a_controller_container(
+    kube: KubeClient, namespace: str
+) -> None:
+    """`webhook.ownProcess`: the webhook container serves admission (the Service's port, the
+    preStop drain), the controller container runs the rollouts under the Lease; each takes only
+    its own job's flags, both parse with the real CLI, and the apiserver accepts every object."""
+    values = [
+        "webhook.ownProcess=true",
+        "metrics.serviceMonitor.enabled=true",
+        "webhook.excludedNamespaces={monitoring}",
+        "allowPrivilegedSidecars=true",
+    ]
+    docs = chart.render(RELEASE, namespace, values)
+    pod = chart.one(docs, "Deployment")["spec"]["template"]["spec"]
+    webhook, controller = pod["containers"]
+    assert (webhook["name"], controller["name"]) == ("webhook", "controller")
+    command = typer.main.get_command(operator_cli.app)
+    params = {
+        c["name"]: command.make_context("run", c["args"][2:]).params for c in (webhook, controller)
+    }
+    assert params["webhook"]["mode"] == "webhook"
+    assert params["controller"]["mode"] == "controller"
+    for job in params.values():
+        assert job["exclude_namespace"] == ["monitoring"]  # the same scope for both
+    assert params["webhook"]["allow_privileged_sidecars"] is True
+    assert not any(a.startswith(("--lease-name", "--qps")) for a in webhook["args"])
+    assert not any(a.startswith(("--webhook-port", "--service-name")) for a in controller["args"])
+    ports = {
+        c["name"]: {p["name"]: p["containerPort"] for p in c["ports"]} for c in pod["containers"]
+    }
+    assert ports == {
+        "webhook": {"webhook": 9443, "probes": 8080},
+        "controller": {"ctl-probes": 8081},
+    }
+    for container in (webhook, controller):
+        port = container["readinessProbe"]["httpGet"]["port"]
+        probe = params[container["name"]]["probe_port"]
+        assert ports[container["name"]][port] == probe  # each probes its own process
+    assert "lifecycle" in webhook  # only admission drains before it stops
+    assert "lifecycle" not in controller
+    service = chart.one(docs, "Service", "sidecarset-webhook")
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+    monitor = chart.one(docs, "ServiceMonitor")
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics", "controller-metrics"]
+    for doc in docs:
+        if doc["kind"] != "ServiceMonitor":  # no Prometheus Operator CRDs here
+            await chart.apply(kube, doc, dry_run=True)

@@ -159,7 +159,9 @@ async def operator_pods(kube: KubeClient) -> list[Pod]:
     return await k.pods(kube, NAMESPACE, OPERATOR_SELECTOR)
 
 
-def sidecarset(name: str, namespace: str) -> dict[str, Any]:
+def sidecarset(
+    name: str, namespace: str, *, max_unavailable: int = MAX_UNAVAILABLE
+) -> dict[str, Any]:
     # The sidecar's shell ignores SIGTERM: each in-place update waits the 3 s grace period,
     # so the rollout lasts long enough to span the operator's upgrade.
     sidecar = rn.agent(
@@ -169,7 +171,7 @@ def sidecarset(name: str, namespace: str) -> dict[str, Any]:
         readinessProbe=PROBE,
     )
     body: dict[str, Any] = real_node_sidecarset(
-        name, namespace, sidecar, maxUnavailable=MAX_UNAVAILABLE
+        name, namespace, sidecar, maxUnavailable=max_unavailable
     )
     return body
 
@@ -359,3 +361,44 @@ async def test_helm_upgrade_under_pod_creation_load_refuses_none_and_the_rollout
     assert load.total >= LOAD_RATE * replaced * 0.8  # the load really ran through the upgrade
     assert not old_pods & {p["metadata"]["name"] for p in new}
     watcher.assert_nothing_lost(range(1, MAX_UNAVAILABLE + 1))
+
+
+async def test_with_its_own_process_the_webhook_injects_and_the_controller_rolls(
+    kube: KubeClient, namespace: str, sidecarsets: k.SidecarSets, release: Release
+) -> None:
+    """`helm upgrade --set webhook.ownProcess=true`: every operator pod runs a `webhook` and a
+    `controller` container; pods are injected through the Service and a new sidecar image is
+    rolled in place by the controller containers."""
+    await asyncio.to_thread(
+        release.helm, "upgrade", "--wait", "--timeout", "240s", **{"webhook.ownProcess": True}
+    )
+    pods = await wait_for(
+        lambda: operator_pods(kube),
+        lambda ps: len(ps) == 2 and all(len(p["spec"]["containers"]) == 2 for p in ps),
+        timeout=120,
+        what="both operator pods split into two containers",
+    )
+    for pod in pods:
+        assert k.is_ready(pod)
+        assert [c["name"] for c in pod["spec"]["containers"]] == ["webhook", "controller"]
+        assert all(s["ready"] for s in pod["status"]["containerStatuses"])
+    name = await sidecarsets.create(
+        sidecarset(f"split-{namespace[-5:]}", namespace, max_unavailable=1)
+    )
+    await k.create(kube, app_pods(2), namespace)
+    injected = await k.ready_pods(kube, namespace, 2, timeout=180)
+    for pod in injected:
+        assert [c["name"] for c in pod["spec"]["containers"]] == [SIDECAR, APP]
+    await k.set_image(kube, name, rn.AGENT_V2)
+    rolled = await wait_for(
+        lambda: k.pods(kube, namespace),
+        lambda ps: (
+            len(ps) == 2
+            and all(rn.statuses(p)[SIDECAR]["image"] == rn.AGENT_V2 and k.is_ready(p) for p in ps)
+        ),
+        timeout=180,
+        what=f"2 pods rolled to {rn.AGENT_V2} by the controller containers",
+    )
+    assert {p["metadata"]["uid"] for p in rolled} == {p["metadata"]["uid"] for p in injected}
+    for pod in rolled:
+        assert rn.statuses(pod)[APP].get("restartCount", 0) == 0

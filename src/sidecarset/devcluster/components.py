@@ -12,6 +12,8 @@ from sidecarset.devcluster.controlplane import Component, ControlPlane, python_c
 
 SIMULATOR = "node-simulator"
 OPERATOR = "operator"
+OPERATOR_WEBHOOK = "operator-webhook"
+"""The `--mode webhook` process of an operator run as two (benchmarks)."""
 OPERATOR_NAMESPACE = "sidecarset-system"
 
 

@@ -3,11 +3,12 @@ gives them, and a missing kruise-manager is one clear sentence pointing at the b
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from bench import operators
+from bench import harness, operators
 
 
 def test_webhook_configurations_are_prefixed_and_the_service_dropped() -> None:
@@ -45,3 +46,31 @@ def test_our_default_limit_is_the_equal_setting() -> None:
     assert operators.Sidecarset().limits() == {"equal": operators.EQUAL}
     assert operators.EQUAL == operators.OUR_DEFAULT
     assert operators.Limit(30, 50) == operators.KRUISE_DEFAULT
+
+
+@pytest.mark.parametrize(("text", "split"), [(None, False), ("0", False), ("1", True)])
+def test_our_operator_runs_as_one_or_two_processes_as_asked(
+    monkeypatch: pytest.MonkeyPatch, text: str | None, split: bool
+) -> None:
+    if text is None:
+        monkeypatch.delenv(operators.SPLIT_VARIABLE, raising=False)
+    else:
+        monkeypatch.setenv(operators.SPLIT_VARIABLE, text)
+    ours = operators.operator_by_name("sidecarset")
+    assert isinstance(ours, operators.Sidecarset)
+    assert ours.split is split
+    assert (ours.processes() != "one process") is split
+
+
+def test_a_bad_split_setting_is_one_clear_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(operators.SPLIT_VARIABLE, "yes")
+    with pytest.raises(ValueError, match=r"SIDECARSET_PEER_SPLIT='yes': expected 0 .* or 1"):
+        operators.operator_by_name("sidecarset")
+
+
+def test_readings_of_several_processes_are_summed() -> None:
+    """A split operator's CPU and memory are its two processes' together."""
+    me = os.getpid()
+    one, two = harness.memory(me), harness.memory([me, me])
+    assert two["VmHWM"] == pytest.approx(2 * one["VmHWM"], rel=0.05)
+    assert harness.cpu_seconds([me, me]) >= 2 * harness.cpu_seconds(me) - 0.05
