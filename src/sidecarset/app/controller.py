@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from sidecarset.app import event_routing, webhooks_config
-from sidecarset.app.reconciler import SidecarSetReconciler
+from sidecarset.app.reconciler import SidecarSetReconciler, round_write_limit
 from sidecarset.app.writer import Writer
 from sidecarset.core.podview import PodView
 from sidecarset.shell import metrics
@@ -83,6 +83,7 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
             operator.settings.namespace, operator.settings.excluded_namespaces
         ),
         critical_pods_skipped=operator.settings.skip_critical_pods,
+        write_limit=round_write_limit(operator.settings.qps, operator.settings.burst),
     )
     queue: WorkQueue[str] = WorkQueue("sidecarsets", clock=operator.clock)
     controller: Controller[str] = Controller(

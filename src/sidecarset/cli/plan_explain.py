@@ -35,6 +35,7 @@ UPDATE = "update"
 HOLD_ORDER: tuple[Hold, ...] = (
     Hold.NOT_UPGRADABLE,
     Hold.BUDGET,
+    Hold.NEXT_ROUND,
     Hold.IN_FLIGHT,
     Hold.PAUSED,
     Hold.NOT_UPDATE,
@@ -244,6 +245,11 @@ def _why(
             return (
                 f"maxUnavailable is {budget.max_unavailable} and {budget.used} pods are "
                 "unavailable once this round's updates land"
+            )
+        case Hold.NEXT_ROUND:
+            return (
+                f"fits maxUnavailable; this round already sends {len(plan.update)} updates, "
+                "as many as the writer sends before the next round"
             )
         case Hold.NOT_UPGRADABLE:
             blocker = plan.blocked.get(pod.key)

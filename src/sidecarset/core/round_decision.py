@@ -128,6 +128,7 @@ def decide_round(
     excluded_namespaces: Collection[str] = (),
     skipped_priority_classes: Collection[str] = (),
     failing_after: timedelta = status.DEFAULT_FAILING_AFTER,
+    write_limit: int | None = None,
 ) -> RoundDecision:
     """Scope -> revision -> plan -> missed injections -> status, for one round.
 
@@ -150,6 +151,7 @@ def decide_round(
         latest_revision=revision.name,
         pending=pending,
         judgements=judgements,
+        write_limit=write_limit,
     )
     missed = tuple(
         missed_injections(

@@ -231,7 +231,7 @@ def _state(
     progress = f"{updated} of {matched} matched pods updated"
     budget = plan.budget
     spent = budget.used >= budget.max_unavailable
-    left = holds[Hold.BUDGET] + holds[Hold.IN_FLIGHT] + len(plan.update)
+    left = holds[Hold.BUDGET] + holds[Hold.IN_FLIGHT] + holds[Hold.NEXT_ROUND] + len(plan.update)
 
     if strategy.is_not_update:
         return (

@@ -103,6 +103,22 @@ def test_not_upgradable_pods_are_all_held_and_none_updated_kruise_numbers() -> N
     assert len(plan.conditions) == 100
 
 
+def test_a_write_limit_builds_that_many_updates_and_the_next_pods_wait_for_the_next_round() -> None:
+    pods = [outdated_pod(f"p-{i}") for i in range(10)]
+    sidecarset = make_sidecarset(strategy={"maxUnavailable": 5})
+    plan = rollout.plan_round(sidecarset, pods, NOW, write_limit=2)
+    assert [u.pod.name for u in plan.update] == ["p-0", "p-1"]
+    holds = {key.name: hold for key, hold in plan.held.items()}
+    # The walk counts only what is written this round: none of the others is over the budget.
+    assert [holds[f"p-{i}"] for i in range(2, 10)] == [Hold.NEXT_ROUND] * 8
+    assert plan.budget.used == 2
+    assert plan.requeue_after == rollout.PROGRESS_RECHECK
+    # The next round, once those two writes are seen, takes the next two.
+    written = [updating_pod(f"p-{i}") for i in range(2)] + pods[2:]
+    follow = rollout.plan_round(sidecarset, written, NOW, write_limit=2)
+    assert [u.pod.name for u in follow.update] == ["p-2", "p-3"]
+
+
 # --- where our budget rule intentionally differs from Kruise ----------------------------------
 
 

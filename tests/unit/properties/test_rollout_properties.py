@@ -300,3 +300,30 @@ def test_hot_upgrade_plans_never_grow_the_disruption_past_the_budget(
     flipped = {flip.pod for flip in plan.flip}
     assert flipped <= before
     assert flipped.isdisjoint(plan.updated_keys)
+
+
+@settings(max_examples=500, deadline=None)
+@given(rounds(), st.integers(0, 6))
+def test_a_write_limit_takes_the_first_updates_and_holds_the_rest_for_the_next_round(
+    case: tuple[SidecarSet, list[PodView], frozenset[PodKey]], limit: int
+) -> None:
+    """With `write_limit`, a round's updates are the first ones the unlimited round makes, in
+    the same order. Pods the walk would have built an update for wait `nextRound` instead; no
+    other pod's hold changes, except that a pod held for the budget may now wait `nextRound`
+    (the capped round spent less of it). A round left with such pods is requeued."""
+    sidecarset, population, pending = case
+    full = rollout.plan_round(sidecarset, population, NOW, pending=pending)
+    capped = rollout.plan_round(sidecarset, population, NOW, pending=pending, write_limit=limit)
+    assert capped.update == full.update[:limit]
+    assert capped.flip == full.flip
+    assert capped.budget.used <= full.budget.used
+    built = {Hold.NOT_UPGRADABLE, Hold.BUDGET}
+    for key, hold in capped.held.items():
+        if hold is Hold.NEXT_ROUND:
+            assert key in full.updated_keys or full.held[key] in built
+        else:
+            assert full.held[key] is hold
+    if len(full.update) < limit:
+        assert capped == full
+    if any(hold is Hold.NEXT_ROUND for hold in capped.held.values()):
+        assert capped.requeue_after is not None

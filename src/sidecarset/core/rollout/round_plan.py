@@ -86,6 +86,9 @@ class Hold(StrEnum):
     """A previous update or hot-upgrade reset of this pod has not finished (or is made now)."""
     NOT_UPDATE = "notUpdate"
     """`updateStrategy.type: NotUpdate`."""
+    NEXT_ROUND = "nextRound"
+    """Next in update order, but this round already has as many updates as the writer sends
+    before the next round (`plan_round`'s `write_limit`)."""
 
 
 class Budget(msgspec.Struct, frozen=True, kw_only=True):
@@ -150,6 +153,7 @@ def plan_round(
     latest_revision: str | None = None,
     pending: Collection[PodKey] = (),
     judgements: pod_classification.Judgements | None = None,
+    write_limit: int | None = None,
 ) -> RoundPlan:
     """Choose this round's pods; never grows the disrupted count past `maxUnavailable`.
 
@@ -158,6 +162,12 @@ def plan_round(
     held `inFlight` and count as disrupted. `latest_revision` is recorded in the pods' hash
     entries (default: `status.latestRevision`). `judgements`, kept by the caller from round to
     round, spares judging again the pods that did not change (the result is the same).
+
+    `write_limit`: at most this many updates; the walk stops there and the candidates after it
+    are held `nextRound` (their updates are not built). A round's updates are sent before the
+    next round starts, so updates beyond what the writer sends meanwhile would only be built
+    early (0.1 ms each: a tenth of a second for the 1,000 a 10 % budget allows at 10,000 pods)
+    and sent from an older view of their pods. None: every update the budget allows.
     """
     memo = judgements or pod_classification.Judgements()
     judged = memo.judge(sidecarset, pods)
@@ -182,7 +192,7 @@ def plan_round(
     cut = max(0, len(ordered) - tally.partition)
     tally.held.update((pod.key, Hold.PARTITION) for pod in ordered[cut:])
     updates, used = _spend_budget(
-        sidecarset, ordered[:cut], tally, not_upgradable, now, latest_revision
+        sidecarset, ordered[:cut], tally, not_upgradable, now, latest_revision, write_limit
     )
 
     by_key = {key: pod for key, pod, _ in tally.outdated} if not_upgradable else {}
@@ -280,9 +290,11 @@ def _spend_budget(
     not_upgradable: list[PodKey],
     now: datetime,
     latest_revision: str | None,
+    write_limit: int | None,
 ) -> tuple[list[PodUpdate], int]:
     """Walk the candidates in update order, taking each pod whose cost fits the budget (the
-    module docstring says what costs); return the updates and the disrupted count after them."""
+    module docstring says what costs), up to `write_limit` updates; return the updates and the
+    disrupted count after them."""
     updates: list[PodUpdate] = []
     used = len(tally.disrupted)
     states = tally.states
@@ -296,6 +308,9 @@ def _spend_budget(
             # Costs a unit: skip building the update (most of a round's time once the budget
             # is spent on a large rollout); its blockers are reported once the budget reaches it.
             tally.held[key] = Hold.BUDGET
+            continue
+        if write_limit is not None and len(updates) >= write_limit:
+            tally.held[key] = Hold.NEXT_ROUND  # not built either: taken in a later round
             continue
         update = pod_update(sidecarset, pod, now, latest_revision=latest_revision)
         if update.blockers:
@@ -376,7 +391,7 @@ def _requeue_after(
     if pending:
         return PENDING_WRITE_RECHECK
     holds = set(held.values())
-    waiting = Hold.BUDGET in holds or Hold.IN_FLIGHT in holds
+    waiting = bool(holds & {Hold.BUDGET, Hold.IN_FLIGHT, Hold.NEXT_ROUND})
     if updates or flips or waiting:
         return PROGRESS_RECHECK
     return None
