@@ -90,6 +90,10 @@ class Operator(Protocol):
         """API writes its client has sent since it started (its own counter)."""
         ...
 
+    async def pod_admission_seconds(self, cluster: Cluster) -> tuple[float, float]:
+        """Its webhook server's own time answering pod mutations so far: (sum, count)."""
+        ...
+
 
 async def scrape(port: int) -> harness.Scrape:
     async with (
@@ -149,6 +153,14 @@ class Sidecarset:
             by_verb = (await scrape(port)).by_label("sidecarset_api_requests_total", "verb")
             total += sum(v for verb, v in by_verb.items() if verb in WRITE_VERBS)
         return total
+
+    async def pod_admission_seconds(self, cluster: Cluster) -> tuple[float, float]:
+        got = await scrape(self._probe_ports[-1])  # the webhook's process: the last, or only
+        name = "sidecarset_webhook_request_duration_seconds"
+        return (
+            got.total(f"{name}_sum", webhook="mutate-pod"),
+            got.total(f"{name}_count", webhook="mutate-pod"),
+        )
 
 
 def kruise_dir() -> Path:
@@ -270,6 +282,15 @@ class Kruise:
         got = await scrape(self._metrics_port)
         by_method = got.by_label("rest_client_requests_total", "method")
         return sum(v for method, v in by_method.items() if method in WRITE_VERBS)
+
+    async def pod_admission_seconds(self, cluster: Cluster) -> tuple[float, float]:
+        # controller-runtime's webhook server times every handler by its path.
+        got = await scrape(self._metrics_port)
+        name = "controller_runtime_webhook_latency_seconds"
+        return (
+            got.total(f"{name}_sum", webhook="/mutate-pod"),
+            got.total(f"{name}_count", webhook="/mutate-pod"),
+        )
 
 
 def kruise_webhook_configurations(docs: list[Any]) -> list[dict[str, Any]]:

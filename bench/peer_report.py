@@ -11,9 +11,14 @@ The results file (schema 1):
 - `versions`: {operator name: version text};
 - `settings`: `repetitions`, `sizes` (pods per rollout), `max_unavailable`, `pod_creation`
   (`rounds`, `pods_per_batch`), `limits` {operator: {setting: {qps, burst}}}, `order`
-  (the operator order of each repetition);
+  (the operator order of each repetition), `processes` {operator: how it ran: "one process", or
+  ours as webhook and controller processes, `SIDECARSET_PEER_SPLIT=1`};
 - `runs`: every measurement as taken, {operator, rep, workload ("pod_creation" or "rollout"),
-  limit ("equal" or "default"), pods (rollouts), figures};
+  limit ("equal" or "default"), pods (rollouts), figures}; the rollout followed by a rollback
+  during which pods are created also has `create_during_rollout_*` (those pods' latencies),
+  `create_during_rollout_baseline_*` (pods no webhook is called for) and
+  `webhook_call_during_rollout_mean_ms` / `webhook_server_during_rollout_mean_ms` (the mean pod
+  webhook call as the apiserver times it, and as the webhook server times itself);
 - `summary`: {operator: {"pod_creation": {case: {stat: median}}, "added_p50_ms": {case: median},
   "rollout": {setting: {pods: {figure: median}}}}};
 - `ratios`: {"pod_creation": {case: {stat: ours / Kruise}}, "rollout": {setting: {pods:
@@ -59,6 +64,8 @@ ROLLOUT_FIGURES = (
     "create_during_rollout_p99_ms",
     "create_during_rollout_baseline_p50_ms",
     "create_during_rollout_baseline_p99_ms",
+    "webhook_call_during_rollout_mean_ms",
+    "webhook_server_during_rollout_mean_ms",
 )
 TARGET_SIZES = (2000, 10000)
 WRITES = "API writes per updated pod"
@@ -412,6 +419,18 @@ def render_table(result: Mapping[str, Any]) -> str:
                 )
                 + f" | {_x(rr.get('create_during_rollout_baseline_p50_ms'))} / "
                 f"{_x(rr.get('create_during_rollout_baseline_p99_ms'))} | |"
+            )
+        if o.get("webhook_call_during_rollout_mean_ms") is not None:
+            lines.append(
+                f"| {title}: the same, mean of the apiserver's call to the pod webhook / of the "
+                "webhook server's own time (ms) | "
+                + " | ".join(
+                    f"{_num(x.get('webhook_call_during_rollout_mean_ms'), 2)} / "
+                    f"{_num(x.get('webhook_server_during_rollout_mean_ms'), 2)}"
+                    for x in (p, o)
+                )
+                + f" | {_x(rr.get('webhook_call_during_rollout_mean_ms'))} / "
+                f"{_x(rr.get('webhook_server_during_rollout_mean_ms'))} | |"
             )
         lines.append(
             f"| {title}: most unavailable at once (allowed {_num(o['max_unavailable_allowed'], 0)})"

@@ -191,11 +191,20 @@ async def creations_during(
 
 
 async def rollback_while_creating(
-    cluster: Cluster, tracker: PodTracker, pods: int, namespace: str, baseline_namespace: str
-) -> tuple[list[float], list[float], int]:
+    cluster: Cluster,
+    operator: Operator,
+    tracker: PodTracker,
+    pods: int,
+    namespace: str,
+    baseline_namespace: str,
+) -> tuple[list[float], list[float], int, dict[str, float | None]]:
     """Roll the sidecar back to the old image while creating pods (see `creations_during`);
-    the injected and the baseline creations' latencies and how many were injected."""
+    the injected and the baseline creations' latencies, how many were injected, and the mean
+    time of the pod webhook's calls meanwhile, as the apiserver and the webhook server count
+    it (where the time goes: the server, or getting to and from it)."""
     client = await cluster.client()
+    api_before = await cluster.apiserver_metrics()
+    server_before = await operator.pod_admission_seconds(cluster)
     t1 = time.monotonic()
     await harness.set_sidecar_image(client, rollout.SIDECARSET, 0, workload.OLD_IMAGE)
     finished = asyncio.Event()
@@ -209,7 +218,25 @@ async def rollback_while_creating(
     finally:
         finished.set()
         latencies, baseline, injected = await creating
-    return latencies, baseline, injected
+    api_after = await cluster.apiserver_metrics()
+    server_after = await operator.pod_admission_seconds(cluster)
+    call = "apiserver_admission_webhook_admission_duration_seconds"
+    labels = {"operation": "CREATE", "type": "admit"}
+    calls = [
+        (after.total(f"{call}_sum", **labels), after.total(f"{call}_count", **labels))
+        for after in (api_before, api_after)
+    ]
+    timing = {
+        "webhook_call_during_rollout_mean_ms": _mean_ms(calls[0], calls[1]),
+        "webhook_server_during_rollout_mean_ms": _mean_ms(server_before, server_after),
+    }
+    return latencies, baseline, injected, timing
+
+
+def _mean_ms(before: tuple[float, float], after: tuple[float, float]) -> float | None:
+    """Mean in ms of a (sum seconds, count) pair's growth; None when nothing was counted."""
+    count = after[1] - before[1]
+    return round(1000 * (after[0] - before[0]) / count, 2) if count > 0 else None
 
 
 async def writes_settled(
@@ -289,10 +316,12 @@ async def rollout_once(
             cpu = harness.cpu_seconds(pids) - cpu_before
             writes = await operator.writes(cluster) - writes_before
             api = rollout.apiserver_requests(api_before, await cluster.apiserver_metrics())
-            latencies, baseline, injected = (
-                await rollback_while_creating(cluster, tracker, pods, admitted_ns, baseline_ns)
+            latencies, baseline, injected, timing = (
+                await rollback_while_creating(
+                    cluster, operator, tracker, pods, admitted_ns, baseline_ns
+                )
                 if during
-                else ([], [], 0)
+                else ([], [], 0, {})
             )
         finally:
             await tracker.stop()
@@ -325,6 +354,7 @@ async def rollout_once(
         "setup_seconds": round(setup_seconds, 1),
         **_percentiles("create_during_rollout", latencies),
         **_percentiles("create_during_rollout_baseline", baseline),
+        **timing,
         "created_during_rollout": len(latencies),
         "injected_during_rollout": injected,
     }
