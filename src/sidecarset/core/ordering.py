@@ -117,12 +117,11 @@ def default_key(pod: PodView) -> SortKey:
     """
     scheduled = 1 if pod.spec.node_name else 0
     phase = _PHASE_ORDINAL.get(pod.status.phase, 0)
-    ready = pod.is_ready
-    ready_since = (
-        _newest_first(pod.ready_condition.last_transition_time)
-        if (ready and pod.ready_condition is not None)
-        else (0, 0.0)
-    )
+    # The Ready condition is looked up once: every pod of a new rollout is keyed at once.
+    condition = pod.ready_condition
+    ready, ready_since = False, (0, 0.0)
+    if condition is not None and condition.status == "True":
+        ready, ready_since = True, _newest_first(condition.last_transition_time)
     return (
         scheduled,
         phase,
@@ -141,10 +140,15 @@ def _newest_first(when: datetime | None) -> tuple[int, float]:
 
 
 def _max_restarts(pod: PodView) -> int:
-    counts = [status.restart_count for status in pod.status.container_statuses]
-    natives = {c.name for c in pod.spec.init_containers if c.is_native_sidecar}
-    counts += [s.restart_count for s in pod.status.init_container_statuses if s.name in natives]
-    return max(counts, default=0)
+    most = 0
+    for status in pod.status.container_statuses:
+        most = max(most, status.restart_count)
+    if pod.status.init_container_statuses:
+        natives = {c.name for c in pod.spec.init_containers if c.is_native_sidecar}
+        for status in pod.status.init_container_statuses:
+            if status.name in natives:
+                most = max(most, status.restart_count)
+    return most
 
 
 def priority_key(pod: PodView, priority: UpdatePriorityStrategy | None) -> SortKey:

@@ -28,7 +28,7 @@ from typing import Literal
 import msgspec
 
 from sidecarset.core import ordering, pod_contract
-from sidecarset.core.model import SidecarContainer, SidecarSet
+from sidecarset.core.model import SidecarContainer, SidecarSet, SidecarSetSpec
 from sidecarset.core.podview import ContainerStatusView, PodKey, PodView
 
 __all__ = [
@@ -125,14 +125,14 @@ class PodStateKind(StrEnum):
     """Outdated, and a previous in-place update of a sidecar is still rolling in the kubelet."""
 
 
-class Blocker(msgspec.Struct, frozen=True, kw_only=True):
+class Blocker(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Why a pod cannot be updated in place: the field to look at, and what is wrong with it."""
 
     field: str
     message: str
 
 
-class PodState(msgspec.Struct, frozen=True, kw_only=True):
+class PodState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One pod judged against one SidecarSet.
 
     `consistent`: every sidecar container runs what the pod spec says (behaviour.md §7.6).
@@ -167,14 +167,36 @@ def classify(sidecarset: SidecarSet, pod: PodView) -> PodState:
     whose `kruise.io/sidecarset-hash` cannot be read is not updated, as in Kruise, and its update
     rewrites the annotation (`rollout.PodUpdate.repairs`).
     """
+    return _judge_with(sidecarset, pod, _pod_facts(sidecarset, pod))
+
+
+class _Facts(msgspec.Struct, frozen=True, gc=False):
+    """What judging a pod reads of the SidecarSet except its images and hash: the sidecars'
+    verdicts (consistent or not), and whether the pod is consistent, mid hot upgrade and ready.
+    An edit of images only (a new hash) leaves them as they were (`Judgements`)."""
+
+    verdicts: dict[str, bool]
+    consistent: bool
+    pending: bool
+    ready: bool
+
+
+def _pod_facts(sidecarset: SidecarSet, pod: PodView) -> _Facts:
     verdicts = _verdicts(sidecarset, pod)
     consistent = len(pod.spec.containers) == len(pod.status.container_statuses) and all(
         verdicts.values()
     )
     pending = hot_upgrade_pending(sidecarset, pod)
-    ready = pod.is_running_and_ready and not pending
+    return _Facts(verdicts, consistent, pending, pod.is_running_and_ready and not pending)
+
+
+def _judge_with(sidecarset: SidecarSet, pod: PodView, facts: _Facts) -> PodState:
+    """`classify`'s answer from the pod's facts: the hash decides the rest."""
     judged = PodState(
-        kind=PodStateKind.CANDIDATE, consistent=consistent, ready=ready, hot_upgrade_pending=pending
+        kind=PodStateKind.CANDIDATE,
+        consistent=facts.consistent,
+        ready=facts.ready,
+        hot_upgrade_pending=facts.pending,
     )
     try:
         updated = is_updated(sidecarset, pod)
@@ -188,11 +210,13 @@ def classify(sidecarset: SidecarSet, pod: PodView) -> PodState:
     if blocker is not None:
         return msgspec.structs.replace(judged, kind=PodStateKind.NOT_UPGRADABLE, blocker=blocker)
 
+    if facts.consistent:
+        return judged  # no sidecar is still rolling
     rolling = tuple(
         name
         for sidecar in sidecars(sidecarset)
         for name in sidecar.names
-        if _is_ready_container(pod, sidecar.location, name) and not verdicts[name]
+        if _is_ready_container(pod, sidecar.location, name) and not facts.verdicts[name]
     )
     if rolling:
         return msgspec.structs.replace(judged, kind=PodStateKind.IN_FLIGHT, in_flight=rolling)
@@ -204,8 +228,9 @@ def is_updated(sidecarset: SidecarSet, pod: PodView) -> bool:
 
     Raises `pod_contract.MalformedAnnotation` when the pod's hash annotation cannot be read.
     """
-    entries = pod_contract.read_upgrade_specs(pod.annotations, pod_contract.HASH_ANNOTATION)
-    entry = entries.get(sidecarset.name)
+    entry = pod_contract.read_upgrade_spec(
+        pod.annotations, pod_contract.HASH_ANNOTATION, sidecarset.name
+    )
     pod_hash = entry.hash if entry is not None else ""
     return pod_hash == sidecarset.metadata.annotations.get(pod_contract.HASH_ANNOTATION, "")
 
@@ -213,12 +238,11 @@ def is_updated(sidecarset: SidecarSet, pod: PodView) -> bool:
 def _upgrade_blocker(sidecarset: SidecarSet, pod: PodView) -> Blocker | None:
     set_hash = sidecarset.metadata.annotations.get(pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION, "")
     try:
-        entries = pod_contract.read_upgrade_specs(
-            pod.annotations, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION
+        entry = pod_contract.read_upgrade_spec(
+            pod.annotations, pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION, sidecarset.name
         )
     except pod_contract.MalformedAnnotation as exc:
         return Blocker(field=exc.error.path, message=exc.error.detail)
-    entry = entries.get(sidecarset.name)
     if entry is None or not entry.hash:
         return Blocker(
             field=pod_contract.annotation_path(pod_contract.HASH_WITHOUT_IMAGE_ANNOTATION),
@@ -279,12 +303,14 @@ class Judgements:
     annotations and spec: a status write alone makes a new object that judges alike), judges the
     rest, and keeps only the pods of its latest call, so it never holds on to a pod the caller
     has let go. When nothing changed at all, the sorted answer of the previous call is returned
-    as it was. Results are exactly those of `is_matched` and `classify`.
+    as it was. After an edit of the sidecars' images only, each unchanged pod keeps its facts
+    (matched, the containers' verdicts, readiness: none reads an image of the SidecarSet) and
+    only the hash is compared again. Results are exactly those of `is_matched` and `classify`.
     """
 
     def __init__(self) -> None:
         self._sidecarset: SidecarSet | None = None
-        self._by_pod: dict[int, tuple[PodView, PodKey, PodState | None]] = {}
+        self._by_pod: dict[int, tuple[PodView, PodKey, _Facts | None, PodState | None]] = {}
         self._sorted: tuple[Judged, ...] = ()
         self.sort_keys = ordering.SortKeys()
         """The update order's keys of the same pods, kept alike (see `ordering.order`)."""
@@ -295,19 +321,25 @@ class Judgements:
         alike = previous is not None and (
             sidecarset is previous or _judged_alike(sidecarset, previous)
         )
-        known = self._by_pod if alike else {}
-        kept: dict[int, tuple[PodView, PodKey, PodState | None]] = {}
+        facts_alike = alike or (previous is not None and _facts_alike(sidecarset, previous))
+        known = self._by_pod if facts_alike else {}
+        kept: dict[int, tuple[PodView, PodKey, _Facts | None, PodState | None]] = {}
         changed = False
         for pod in pods:
             hit = known.get(id(pod))
             if hit is None or hit[0] is not pod:
                 changed = True
-                state = classify(sidecarset, pod) if is_matched(sidecarset, pod) else None
-                hit = (pod, pod.key, state)
+                facts = _pod_facts(sidecarset, pod) if is_matched(sidecarset, pod) else None
+                state = None if facts is None else _judge_with(sidecarset, pod, facts)
+                hit = (pod, pod.key, facts, state)
+            elif not alike and hit[2] is not None:
+                hit = (pod, hit[1], hit[2], _judge_with(sidecarset, pod, hit[2]))
             kept[id(pod)] = hit
         self._sidecarset, self._by_pod = sidecarset, kept
         if changed or not alike or len(kept) != len(known):
-            judged = [(key, pod, state) for pod, key, state in kept.values() if state is not None]
+            judged = [
+                (key, pod, state) for pod, key, _, state in kept.values() if state is not None
+            ]
             judged.sort(key=_BY_KEY)
             self._sorted = tuple(judged)
         return self._sorted
@@ -320,6 +352,33 @@ def _judged_alike(a: SidecarSet, b: SidecarSet) -> bool:
         and a.metadata.annotations == b.metadata.annotations
         and a.spec == b.spec
     )
+
+
+def _facts_alike(a: SidecarSet, b: SidecarSet) -> bool:
+    """Equal but for the sidecars' images and the hash that follows them: a pod's `_Facts`
+    against one hold against the other."""
+    return (
+        a.metadata.name == b.metadata.name
+        and _without_hash(a.metadata.annotations) == _without_hash(b.metadata.annotations)
+        and _without_images(a.spec) == _without_images(b.spec)
+    )
+
+
+def _without_hash(annotations: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in annotations.items() if k != pod_contract.HASH_ANNOTATION}
+
+
+def _without_images(spec: SidecarSetSpec) -> SidecarSetSpec:
+    return msgspec.structs.replace(
+        spec,
+        containers=tuple(_without_image(c) for c in spec.containers),
+        init_containers=tuple(_without_image(c) for c in spec.init_containers),
+    )
+
+
+def _without_image(container: SidecarContainer) -> SidecarContainer:
+    body = {k: v for k, v in container.body.items() if k != "image"}
+    return msgspec.structs.replace(container, image="", body=body)
 
 
 # --- matching (behaviour.md §3.2) ----------------------------------------------------------------
@@ -459,15 +518,30 @@ def _verdicts(sidecarset: SidecarSet, pod: PodView) -> dict[str, bool]:
     init_ok = len(pod.spec.init_containers) == len(pod.status.init_container_statuses)
     recorded = _recorded_image_ids(sidecarset.name, pod.annotations)
     verdicts: dict[str, bool] = {}
-    for sidecar in sidecars(sidecarset):
-        for name in sidecar.names:
-            ok = regular_ok and (init_ok or sidecar.location == "containers")
-            image = _spec_image(pod, sidecar.location, name)
-            if ok and image is not None:
-                status = _status(pod, sidecar.location, name)
-                ok = status is not None and _container_consistent(image, status, recorded.get(name))
-            verdicts[name] = ok
+    for location, name in _container_places(sidecarset):
+        ok = regular_ok and (init_ok or location == "containers")
+        image = _spec_image(pod, location, name)
+        if ok and image is not None:
+            status = _status(pod, location, name)
+            ok = status is not None and _container_consistent(image, status, recorded.get(name))
+        verdicts[name] = ok
     return verdicts
+
+
+def _container_places(sidecarset: SidecarSet) -> tuple[tuple[Location, str], ...]:
+    """(location, container name) of every sidecar container, both twins of hot ones; kept
+    per SidecarSet object like `sidecars`, since every pod of every round asks."""
+    cached = _places_of.get(id(sidecarset))
+    if cached is not None and cached[0] is sidecarset:
+        return cached[1]
+    places = tuple((s.location, name) for s in sidecars(sidecarset) for name in s.names)
+    if len(_places_of) >= 1024:
+        _places_of.clear()
+    _places_of[id(sidecarset)] = (sidecarset, places)
+    return places
+
+
+_places_of: dict[int, tuple[SidecarSet, tuple[tuple[Location, str], ...]]] = {}
 
 
 def _container_consistent(image: str, status: ContainerStatusView, recorded: str | None) -> bool:

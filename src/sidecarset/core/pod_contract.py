@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import types
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
@@ -243,6 +244,20 @@ def read_upgrade_specs(annotations: Mapping[str, str], key: str) -> dict[str, Up
     return dict(_decode_upgrade_specs(key, raw))
 
 
+def read_upgrade_spec(annotations: Mapping[str, str], key: str, name: str) -> UpgradeSpec | None:
+    """One SidecarSet's entry of `read_upgrade_specs(annotations, key)`, without copying the
+    map (judging a pod asks for one entry, for every pod of the first round after an edit)."""
+    raw = annotations.get(key, "")
+    if raw == "":
+        return None
+    return _upgrade_spec_map(key, raw).get(name)
+
+
+@functools.lru_cache(maxsize=32768)
+def _upgrade_spec_map(key: str, raw: str) -> Mapping[str, UpgradeSpec]:
+    return types.MappingProxyType(dict(_decode_upgrade_specs(key, raw)))
+
+
 # Rollout planning and status read the annotations of every matched pod in every round, and
 # decoding (JSON, then timestamp normalisation) was most of a round's time; the text changes only
 # when the pod is written, so decoded values are kept by text. The size covers both annotations
@@ -325,7 +340,12 @@ def write_upgrade_specs(entries: Mapping[str, UpgradeSpec]) -> str:
 
 def read_injected_list(annotations: Mapping[str, str]) -> frozenset[str]:
     """The SidecarSet names in `INJECTED_LIST_ANNOTATION`; empty items (`a,,b`) are ignored."""
-    raw = annotations.get(INJECTED_LIST_ANNOTATION, "")
+    return _injected_names(annotations.get(INJECTED_LIST_ANNOTATION, ""))
+
+
+@functools.lru_cache(maxsize=4096)
+def _injected_names(raw: str) -> frozenset[str]:
+    # Pods of one workload carry the same list: split once per distinct text.
     return frozenset(name for name in raw.split(",") if name)
 
 

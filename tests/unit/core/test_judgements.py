@@ -8,7 +8,13 @@ import pytest
 from sidecarset.core import model, pod_classification, pod_contract, rollout, selectors, status
 from sidecarset.core.model import LabelSelector
 from sidecarset.core.podview import PodView
-from tests.unit.podbuilders import NOW, kruise_factory_pods, make_sidecarset, outdated_pod
+from tests.unit.podbuilders import (
+    NOW,
+    kruise_factory_pods,
+    make_sidecarset,
+    outdated_pod,
+    sidecar_spec,
+)
 
 
 def _status(sidecarset: model.SidecarSet, pods: list[PodView], plan: rollout.RoundPlan) -> object:
@@ -32,13 +38,13 @@ def test_unchanged_pods_are_not_judged_again(monkeypatch: pytest.MonkeyPatch) ->
     judgements = pod_classification.Judgements()
     judgements.judge(sidecarset, pods)
     judged: list[str] = []
-    classify = pod_classification.classify
+    facts = pod_classification._pod_facts
 
-    def counting(ss: model.SidecarSet, pod: PodView) -> pod_classification.PodState:
+    def counting(ss: model.SidecarSet, pod: PodView) -> pod_classification._Facts:
         judged.append(pod.name)
-        return classify(ss, pod)
+        return facts(ss, pod)
 
-    monkeypatch.setattr(pod_classification, "classify", counting)
+    monkeypatch.setattr(pod_classification, "_pod_facts", counting)
     changed = outdated_pod("pod-4", ready=False)
     judgements.judge(sidecarset, [*pods[:4], changed])
     assert judged == ["pod-4"]
@@ -49,7 +55,8 @@ def test_a_status_write_does_not_cost_a_judgement(monkeypatch: pytest.MonkeyPatc
     pods = kruise_factory_pods(3, 1, 1)
     judgements = pod_classification.Judgements()
     judgements.judge(sidecarset, pods)
-    monkeypatch.setattr(pod_classification, "classify", lambda *_: pytest.fail("judged again"))
+    monkeypatch.setattr(pod_classification, "_pod_facts", lambda *_: pytest.fail("judged again"))
+    monkeypatch.setattr(pod_classification, "_judge_with", lambda *_: pytest.fail("judged again"))
     written = msgspec.structs.replace(
         sidecarset, status=msgspec.structs.replace(sidecarset.status, matched_pods=3)
     )
@@ -64,6 +71,47 @@ def test_another_sidecarset_object_is_judged_afresh() -> None:
     updated_after = [s.updated for _, _, s in judgements.judge(changed, pods)]
     assert updated_before == [True, True, False, False]
     assert updated_after == [False, False, False, False]
+
+
+@pytest.mark.parametrize(
+    ("edit", "facts_kept"),
+    [
+        pytest.param({"image": "sidecar:v3"}, True, id="image-only"),
+        pytest.param(
+            {"image": "sidecar:v3", "env": [{"name": "A", "value": "1"}]}, False, id="env"
+        ),
+    ],
+)
+def test_an_image_edit_keeps_each_pods_facts_and_judges_the_hash_again(
+    monkeypatch: pytest.MonkeyPatch, edit: dict[str, object], facts_kept: bool
+) -> None:
+    """The first round after an image edit (a new hash) reads no container of any pod again;
+    any other edit does. Either way the answer is `classify`'s."""
+    pods = kruise_factory_pods(6, 3, 2)
+    judgements = pod_classification.Judgements()
+    judgements.judge(make_sidecarset(), pods)
+    edited = make_sidecarset(
+        hash_="a-new-hash",
+        hash_without_image="without-aaa" if facts_kept else "without-bbb",
+        containers=[sidecar_spec(**edit)],  # type: ignore[arg-type]
+    )
+    read_again: list[str] = []
+    facts = pod_classification._pod_facts
+
+    def counting(ss: model.SidecarSet, pod: PodView) -> pod_classification._Facts:
+        read_again.append(pod.name)
+        return facts(ss, pod)
+
+    monkeypatch.setattr(pod_classification, "_pod_facts", counting)
+    judged = judgements.judge(edited, pods)
+    assert read_again == ([] if facts_kept else sorted(p.name for p in pods))
+    expected = [
+        (pod.key, pod, pod_classification.classify(edited, pod))
+        for pod in sorted(pods, key=lambda p: p.key)
+        if pod_classification.is_matched(edited, pod)
+    ]
+    assert list(judged) == expected
+    assert all(not state.updated for _, _, state in judged)
 
 
 def test_read_upgrade_specs_gives_each_caller_its_own_map() -> None:

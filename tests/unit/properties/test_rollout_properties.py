@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sidecarset.core import ordering, pod_classification, rollout, status
+from sidecarset.core import ordering, pod_classification, pod_contract, rollout, status
 from sidecarset.core.model import SidecarSet
 from sidecarset.core.pod_classification import PodStateKind
 from sidecarset.core.podview import PodKey, PodView
@@ -327,3 +328,53 @@ def test_a_write_limit_takes_the_first_updates_and_holds_the_rest_for_the_next_r
         assert capped == full
     if any(hold is Hold.NEXT_ROUND for hold in capped.held.values()):
         assert capped.requeue_after is not None
+
+
+def _edited(sidecarset: SidecarSet, *, image: str | None = None, hash_: str = "ccc") -> SidecarSet:
+    """The SidecarSet after an edit of its first sidecar's image (and so of its hash)."""
+    spec = sidecarset.spec
+    if image is not None:
+        first = spec.containers[0]
+        first = msgspec.structs.replace(first, image=image, body={**first.body, "image": image})
+        spec = msgspec.structs.replace(spec, containers=(first, *spec.containers[1:]))
+    annotations = {**sidecarset.metadata.annotations, pod_contract.HASH_ANNOTATION: hash_}
+    metadata = msgspec.structs.replace(sidecarset.metadata, annotations=annotations)
+    return msgspec.structs.replace(sidecarset, spec=spec, metadata=metadata)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rounds(), st.sampled_from(["image", "hash", "strategy", "none"]))
+def test_a_round_after_an_edit_plans_as_a_fresh_judge_would(
+    case: tuple[SidecarSet, list[PodView], frozenset[PodKey]], edit: str
+) -> None:
+    """Judgements kept from a round before an edit (facts kept when only images and the hash
+    change) give the plan that judging every pod afresh gives."""
+    sidecarset, population, pending = case
+    judgements = pod_classification.Judgements()
+    rollout.plan_round(sidecarset, population, NOW, pending=pending, judgements=judgements)
+    match edit:
+        case "image":
+            edited = _edited(sidecarset, image="test-image:v9")
+        case "hash":
+            edited = _edited(sidecarset)
+        case "strategy":
+            strategy = msgspec.structs.replace(sidecarset.spec.update_strategy, paused=False)
+            spec = msgspec.structs.replace(sidecarset.spec, update_strategy=strategy)
+            edited = msgspec.structs.replace(_edited(sidecarset), spec=spec)
+        case _:
+            edited = sidecarset
+    kept = rollout.plan_round(edited, population, NOW, pending=pending, judgements=judgements)
+    assert kept == rollout.plan_round(edited, population, NOW, pending=pending)
+
+
+@settings(max_examples=150, deadline=None)
+@given(hot_rounds(), st.sampled_from(["mesh:v3", "mesh:v1", None]))
+def test_a_hot_round_after_an_image_edit_plans_as_a_fresh_judge_would(
+    case: tuple[SidecarSet, list[PodView]], image: str | None
+) -> None:
+    sidecarset, population = case
+    judgements = pod_classification.Judgements()
+    rollout.plan_round(sidecarset, population, NOW, judgements=judgements)
+    edited = _edited(sidecarset, image=image)
+    kept = rollout.plan_round(edited, population, NOW, judgements=judgements)
+    assert kept == rollout.plan_round(edited, population, NOW)
