@@ -21,6 +21,19 @@ def _status(sidecarset: model.SidecarSet, pods: list[PodView], plan: rollout.Rou
     return status.compute_status(sidecarset, plan, latest_revision="r", collision_count=0, now=NOW)
 
 
+def _pods_read(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the pods whose containers are read from now on (their facts made)."""
+    read: list[str] = []
+    facts = pod_classification._pod_facts
+
+    def counting(ss: model.SidecarSet, pod: PodView) -> pod_classification._Facts:
+        read.append(pod.name)
+        return facts(ss, pod)
+
+    monkeypatch.setattr(pod_classification, "_pod_facts", counting)
+    return read
+
+
 def test_a_plan_with_judgements_equals_the_plan_without() -> None:
     sidecarset = make_sidecarset(strategy={"maxUnavailable": 3})
     pods = kruise_factory_pods(20, 8, 6)
@@ -37,14 +50,7 @@ def test_unchanged_pods_are_not_judged_again(monkeypatch: pytest.MonkeyPatch) ->
     pods = kruise_factory_pods(5, 2, 1)
     judgements = pod_classification.Judgements()
     judgements.judge(sidecarset, pods)
-    judged: list[str] = []
-    facts = pod_classification._pod_facts
-
-    def counting(ss: model.SidecarSet, pod: PodView) -> pod_classification._Facts:
-        judged.append(pod.name)
-        return facts(ss, pod)
-
-    monkeypatch.setattr(pod_classification, "_pod_facts", counting)
+    judged = _pods_read(monkeypatch)
     changed = outdated_pod("pod-4", ready=False)
     judgements.judge(sidecarset, [*pods[:4], changed])
     assert judged == ["pod-4"]
@@ -95,14 +101,7 @@ def test_an_image_edit_keeps_each_pods_facts_and_judges_the_hash_again(
         hash_without_image="without-aaa" if facts_kept else "without-bbb",
         containers=[sidecar_spec(**edit)],  # type: ignore[arg-type]
     )
-    read_again: list[str] = []
-    facts = pod_classification._pod_facts
-
-    def counting(ss: model.SidecarSet, pod: PodView) -> pod_classification._Facts:
-        read_again.append(pod.name)
-        return facts(ss, pod)
-
-    monkeypatch.setattr(pod_classification, "_pod_facts", counting)
+    read_again = _pods_read(monkeypatch)
     judged = judgements.judge(edited, pods)
     assert read_again == ([] if facts_kept else sorted(p.name for p in pods))
     expected = [
