@@ -89,9 +89,21 @@ def sidecars(sidecarset: SidecarSet) -> tuple[Sidecar, ...]:
 
     Plain init containers run once at pod start and are never updated.
     """
+    return _derived(sidecarset)[0]
+
+
+def _container_places(sidecarset: SidecarSet) -> tuple[tuple[Location, str], ...]:
+    """(location, container name) of every sidecar container, both twins of hot ones."""
+    return _derived(sidecarset)[1]
+
+
+_Derived = tuple[tuple[Sidecar, ...], tuple[tuple[Location, str], ...]]
+
+
+def _derived(sidecarset: SidecarSet) -> _Derived:
     # Asked for every pod of every round: remembered per SidecarSet object (held, so its id
     # cannot be reused while remembered).
-    cached = _sidecars_of.get(id(sidecarset))
+    cached = _derived_of.get(id(sidecarset))
     if cached is not None and cached[0] is sidecarset:
         return cached[1]
     native = tuple(
@@ -100,13 +112,15 @@ def sidecars(sidecarset: SidecarSet) -> tuple[Sidecar, ...]:
         if c.is_native_sidecar
     )
     regular = tuple(Sidecar(spec=c, location="containers") for c in sidecarset.spec.containers)
-    if len(_sidecars_of) >= 1024:
-        _sidecars_of.clear()
-    _sidecars_of[id(sidecarset)] = (sidecarset, native + regular)
-    return native + regular
+    found = native + regular
+    derived = (found, tuple((s.location, name) for s in found for name in s.names))
+    if len(_derived_of) >= 1024:
+        _derived_of.clear()
+    _derived_of[id(sidecarset)] = (sidecarset, derived)
+    return derived
 
 
-_sidecars_of: dict[int, tuple[SidecarSet, tuple[Sidecar, ...]]] = {}
+_derived_of: dict[int, tuple[SidecarSet, _Derived]] = {}
 
 
 def sidecar_container_names(sidecarset: SidecarSet) -> tuple[str, ...]:
@@ -526,22 +540,6 @@ def _verdicts(sidecarset: SidecarSet, pod: PodView) -> dict[str, bool]:
             ok = status is not None and _container_consistent(image, status, recorded.get(name))
         verdicts[name] = ok
     return verdicts
-
-
-def _container_places(sidecarset: SidecarSet) -> tuple[tuple[Location, str], ...]:
-    """(location, container name) of every sidecar container, both twins of hot ones; kept
-    per SidecarSet object like `sidecars`, since every pod of every round asks."""
-    cached = _places_of.get(id(sidecarset))
-    if cached is not None and cached[0] is sidecarset:
-        return cached[1]
-    places = tuple((s.location, name) for s in sidecars(sidecarset) for name in s.names)
-    if len(_places_of) >= 1024:
-        _places_of.clear()
-    _places_of[id(sidecarset)] = (sidecarset, places)
-    return places
-
-
-_places_of: dict[int, tuple[SidecarSet, tuple[tuple[Location, str], ...]]] = {}
 
 
 def _container_consistent(image: str, status: ContainerStatusView, recorded: str | None) -> bool:

@@ -250,35 +250,36 @@ def read_upgrade_spec(annotations: Mapping[str, str], key: str, name: str) -> Up
     raw = annotations.get(key, "")
     if raw == "":
         return None
-    return _upgrade_spec_map(key, raw).get(name)
+    return _decode_upgrade_specs(key, raw).get(name)
 
 
-@functools.lru_cache(maxsize=32768)
-def _upgrade_spec_map(key: str, raw: str) -> Mapping[str, UpgradeSpec]:
-    return types.MappingProxyType(dict(_decode_upgrade_specs(key, raw)))
+_EMPTY_SPECS: Mapping[str, UpgradeSpec] = types.MappingProxyType({})
 
 
 # Rollout planning and status read the annotations of every matched pod in every round, and
 # decoding (JSON, then timestamp normalisation) was most of a round's time; the text changes only
-# when the pod is written, so decoded values are kept by text. The size covers both annotations
-# of 16k pods (about 10 MB if every text differs); beyond that it degrades to decoding as before.
+# when the pod is written, so decoded values are kept by text, read-only (callers that change
+# the map get a copy). The size covers both annotations of 16k pods (about 10 MB if every text
+# differs); beyond that it degrades to decoding as before.
 @functools.lru_cache(maxsize=32768)
-def _decode_upgrade_specs(key: str, raw: str) -> tuple[tuple[str, UpgradeSpec], ...]:
+def _decode_upgrade_specs(key: str, raw: str) -> Mapping[str, UpgradeSpec]:
     try:
         decoded = json.loads(raw)
     except ValueError as exc:
         raise MalformedAnnotation(key, raw, f"not valid JSON: {exc}") from None
     if decoded is None:
-        return ()
+        return _EMPTY_SPECS
     if not isinstance(decoded, dict):
         raise MalformedAnnotation(key, raw, "must be a JSON object keyed by SidecarSet name")
     entries = _decode_current_entries(decoded)
     if entries is not None:
-        return tuple(entries.items())
+        return types.MappingProxyType(entries)
     if all(v is None or isinstance(v, str) for v in decoded.values()):
-        return tuple(
-            (name, UpgradeSpec(hash=value or "", sidecarset_name=name))
-            for name, value in decoded.items()
+        return types.MappingProxyType(
+            {
+                name: UpgradeSpec(hash=value or "", sidecarset_name=name)
+                for name, value in decoded.items()
+            }
         )
     raise MalformedAnnotation(
         key,
