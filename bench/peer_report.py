@@ -398,40 +398,27 @@ def render_table(result: Mapping[str, Any]) -> str:
                 f"| {title}: {label} | {_num(p.get(figure), digits)} | "
                 f"{_num(o.get(figure), digits)} | {_x(rr.get(figure))} | {verdict} |"
             )
-        if o.get("create_during_rollout_p99_ms") is not None:
-            lines.append(
-                f"| {title}: pod create p50 / p99 during a rollback at that QPS, 3 sidecars (ms) | "
-                + " | ".join(
-                    f"{_num(x.get('create_during_rollout_p50_ms'), 2)} / "
-                    f"{_num(x.get('create_during_rollout_p99_ms'), 2)}"
-                    for x in (p, o)
-                )
-                + f" | {_x(rr.get('create_during_rollout_p50_ms'))} / "
-                f"{_x(rr.get('create_during_rollout_p99_ms'))} | |"
-            )
-        if o.get("create_during_rollout_baseline_p99_ms") is not None:
-            lines.append(
-                f"| {title}: the same, beside them, pods no webhook is called for (ms) | "
-                + " | ".join(
-                    f"{_num(x.get('create_during_rollout_baseline_p50_ms'), 2)} / "
-                    f"{_num(x.get('create_during_rollout_baseline_p99_ms'), 2)}"
-                    for x in (p, o)
-                )
-                + f" | {_x(rr.get('create_during_rollout_baseline_p50_ms'))} / "
-                f"{_x(rr.get('create_during_rollout_baseline_p99_ms'))} | |"
-            )
-        if o.get("webhook_call_during_rollout_mean_ms") is not None:
-            lines.append(
-                f"| {title}: the same, mean of the apiserver's call to the pod webhook / of the "
-                "webhook server's own time (ms) | "
-                + " | ".join(
-                    f"{_num(x.get('webhook_call_during_rollout_mean_ms'), 2)} / "
-                    f"{_num(x.get('webhook_server_during_rollout_mean_ms'), 2)}"
-                    for x in (p, o)
-                )
-                + f" | {_x(rr.get('webhook_call_during_rollout_mean_ms'))} / "
-                f"{_x(rr.get('webhook_server_during_rollout_mean_ms'))} | |"
-            )
+        pairs = (
+            (
+                "pod create p50 / p99 during a rollback at that QPS, 3 sidecars (ms)",
+                "create_during_rollout_p50_ms",
+                "create_during_rollout_p99_ms",
+            ),
+            (
+                "the same, beside them, pods no webhook is called for (ms)",
+                "create_during_rollout_baseline_p50_ms",
+                "create_during_rollout_baseline_p99_ms",
+            ),
+            (
+                "the same, mean of the apiserver's call to the pod webhook / of the webhook "
+                "server's own time (ms)",
+                "webhook_call_during_rollout_mean_ms",
+                "webhook_server_during_rollout_mean_ms",
+            ),
+        )
+        for label, first, second in pairs:
+            if o.get(second) is not None:
+                lines.append(_pair_row(f"{title}: {label}", first, second, p, o, rr))
         lines.append(
             f"| {title}: most unavailable at once (allowed {_num(o['max_unavailable_allowed'], 0)})"
             f" | {_num(p['max_unavailable_seen'], 0)} | {_num(o['max_unavailable_seen'], 0)} | | "
@@ -464,6 +451,19 @@ def _processes_note(settings: Mapping[str, Any]) -> str:
     if ours == "one process":
         return ""
     return f" Ours ran as {ours} (`webhook.ownProcess`); its CPU and peak RSS are their sums."
+
+
+def _pair_row(
+    label: str,
+    first: str,
+    second: str,
+    peer: Mapping[str, Any],
+    ours: Mapping[str, Any],
+    ratios: Mapping[str, Any],
+) -> str:
+    """A row of two figures per operator, `first / second`, and their two ratios."""
+    cells = " | ".join(f"{_num(x.get(first), 2)} / {_num(x.get(second), 2)}" for x in (peer, ours))
+    return f"| {label} | {cells} | {_x(ratios.get(first))} / {_x(ratios.get(second))} | |"
 
 
 def _large_note(settings: Mapping[str, Any]) -> str:

@@ -223,8 +223,8 @@ async def rollback_while_creating(
     call = "apiserver_admission_webhook_admission_duration_seconds"
     labels = {"operation": "CREATE", "type": "admit"}
     calls = [
-        (after.total(f"{call}_sum", **labels), after.total(f"{call}_count", **labels))
-        for after in (api_before, api_after)
+        (scrape.total(f"{call}_sum", **labels), scrape.total(f"{call}_count", **labels))
+        for scrape in (api_before, api_after)
     ]
     timing = {
         "webhook_call_during_rollout_mean_ms": _mean_ms(calls[0], calls[1]),
