@@ -11,10 +11,10 @@ import pytest
 from sidecarset.app import event_routing, writer
 from sidecarset.app.cached_objects import SidecarSetEntry, entry
 from sidecarset.app.writer import Writer
-from sidecarset.core import model
-from sidecarset.core.podview import PodView
-from sidecarset.shell.store import Added, Store, Updated
-from tests.unit.podbuilders import make_sidecarset
+from sidecarset.core import model, pod_contract
+from sidecarset.core.podview import PodView, podview_from_dict
+from sidecarset.shell.store import Added, Deleted, Store, Updated
+from tests.unit.podbuilders import SET, V2, make_pod_dict, make_sidecarset
 from tests.unit.private_loop import run
 
 
@@ -102,3 +102,55 @@ def test_only_changes_beyond_the_status_wake_a_round(changes: dict[str, Any], wo
 
 def test_a_new_sidecarset_wakes_a_round() -> None:
     assert list(event_routing.sidecarset_keys(Added("s", _entry()))) == ["s"]
+
+
+# --- pod events: our own SidecarSetUpgradable condition wakes no round -------------------------
+
+
+def _pod(rv: str, *, upgradable: str | None = None, ready: bool = True, **kwargs: Any) -> PodView:
+    raw = make_pod_dict("p", ready=ready, **kwargs)
+    raw["metadata"]["resourceVersion"] = rv  # type: ignore[index]
+    if upgradable is not None:
+        raw["status"]["conditions"].append(  # type: ignore[index]
+            {"type": pod_contract.UPGRADABLE_CONDITION, "status": upgradable, "message": "{}"}
+        )
+    return podview_from_dict(raw)
+
+
+def _sidecarsets() -> Store[SidecarSetEntry]:
+    store = Store[SidecarSetEntry]("sidecarsets")
+    run(store.put(SET, entry({"metadata": {"name": SET}, "spec": {"containers": []}})))
+    return store
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "woken"),
+    [
+        pytest.param(_pod("7"), _pod("8", upgradable="True"), False, id="condition-added"),
+        pytest.param(
+            _pod("7", upgradable="True"), _pod("8", upgradable="False"), False, id="flipped"
+        ),
+        pytest.param(_pod("7"), _pod("8"), False, id="nothing-projected"),
+        pytest.param(_pod("7"), _pod("8", ready=False, upgradable="True"), True, id="readiness"),
+        pytest.param(_pod("7"), _pod("8", spec_image=V2, upgradable="True"), True, id="image"),
+        pytest.param(
+            _pod("7"), _pod("8", labels={"app": "x"}, upgradable="True"), True, id="labels"
+        ),
+        pytest.param(
+            _pod("7"), _pod("8", sidecar_ready=False, upgradable="True"), True, id="sidecar-status"
+        ),
+        pytest.param(_pod("7"), _pod("8", restarts=1, upgradable="True"), True, id="restarts"),
+        pytest.param(_pod("7"), _pod("8", deleting=True), True, id="deleting"),
+    ],
+)
+def test_a_pod_update_wakes_a_round_unless_only_the_upgradable_condition_changed(
+    old: PodView, new: PodView, woken: bool
+) -> None:
+    keys = event_routing.pod_keys(_sidecarsets())
+    assert list(keys(Updated("default/p", old, new))) == ([SET] if woken else [])
+
+
+def test_a_new_or_deleted_pod_always_wakes_its_sidecarset() -> None:
+    keys = event_routing.pod_keys(_sidecarsets())
+    assert list(keys(Added("default/p", _pod("7")))) == [SET]
+    assert list(keys(Deleted("default/p", _pod("7")))) == [SET]
