@@ -289,8 +289,8 @@ def _unavailable_since(sidecarset: SidecarSet, pod: PodView) -> datetime | None:
     None when neither is known (such a pod is never called failing)."""
     times: list[datetime] = []
     try:
-        entry = pod_contract.read_upgrade_specs(pod.annotations, pod_contract.HASH_ANNOTATION).get(
-            sidecarset.name
+        entry = pod_contract.read_upgrade_spec(
+            pod.annotations, pod_contract.HASH_ANNOTATION, sidecarset.name
         )
     except pod_contract.MalformedAnnotation:
         entry = None
