@@ -43,6 +43,12 @@ a tenth of the process's time while pod events stream in, whatever the pod count
 once: a rollout waiting on its budget moves on without waiting out a fixed window (a fixed 0.5 s
 window was half of every round of a 200-pod rollout). The webhooks do not wait for rounds at
 all: they are served from their own thread (`shell.threaded_server`)."""
+CONDITION_EVENT_BATCH = 10.0
+"""Pod updates of nothing but the `SidecarSetUpgradable` condition (our own, written after each
+pod update) bring at most one round per SidecarSet in this many seconds
+(`event_routing.upgradable_condition_keys`). They trail a QPS-bound rollout by as long as its
+pod updates took, and one round each, over every pod, was most of a 10,000-pod rollout's CPU.
+Such a round finds nothing to do; it lets go of the old pod objects the previous round judged."""
 
 
 def _injected_index(pod: PodView) -> list[str]:
@@ -101,6 +107,11 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
         event_routing.pod_keys(sidecarsets),
         batch_seconds=POD_EVENT_BATCH,
         batch_factor=POD_EVENT_BATCH_FACTOR,
+    )
+    await controller.watch(
+        pods,
+        event_routing.upgradable_condition_keys(sidecarsets),
+        batch_seconds=CONDITION_EVENT_BATCH,
     )
     await controller.watch(operator.namespaces.store, event_routing.namespace_keys(sidecarsets))
     await controller.watch(operator.revisions.store, event_routing.revision_keys)

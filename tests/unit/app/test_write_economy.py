@@ -104,7 +104,7 @@ def test_a_new_sidecarset_wakes_a_round() -> None:
     assert list(event_routing.sidecarset_keys(Added("s", _entry()))) == ["s"]
 
 
-# --- pod events: our own SidecarSetUpgradable condition wakes no round -------------------------
+# --- pod events: our own SidecarSetUpgradable condition waits for a gathered round -----------
 
 
 def _pod(rv: str, *, upgradable: str | None = None, ready: bool = True, **kwargs: Any) -> PodView:
@@ -143,14 +143,20 @@ def _sidecarsets() -> Store[SidecarSetEntry]:
         pytest.param(_pod("7"), _pod("8", deleting=True), True, id="deleting"),
     ],
 )
-def test_a_pod_update_wakes_a_round_unless_only_the_upgradable_condition_changed(
+def test_a_pod_update_of_only_the_upgradable_condition_waits_for_a_gathered_round(
     old: PodView, new: PodView, woken: bool
 ) -> None:
-    keys = event_routing.pod_keys(_sidecarsets())
-    assert list(keys(Updated("default/p", old, new))) == ([SET] if woken else [])
+    sidecarsets = _sidecarsets()
+    event = Updated("default/p", old, new)
+    assert list(event_routing.pod_keys(sidecarsets)(event)) == ([SET] if woken else [])
+    # The others go to the rounds gathered a few seconds apart: every event has one route.
+    later = event_routing.upgradable_condition_keys(sidecarsets)(event)
+    assert list(later) == ([] if woken else [SET])
 
 
 def test_a_new_or_deleted_pod_always_wakes_its_sidecarset() -> None:
     keys = event_routing.pod_keys(_sidecarsets())
-    assert list(keys(Added("default/p", _pod("7")))) == [SET]
-    assert list(keys(Deleted("default/p", _pod("7")))) == [SET]
+    later = event_routing.upgradable_condition_keys(_sidecarsets())
+    for event in (Added("default/p", _pod("7")), Deleted("default/p", _pod("7"))):
+        assert list(keys(event)) == [SET]
+        assert list(later(event)) == []
