@@ -70,11 +70,10 @@ def changes_nothing_but_upgradable_condition(old: PodView, new: PodView) -> bool
     """The update changed nothing a round reads (the `PodView` projection) but, perhaps, the
     pod's `SidecarSetUpgradable` condition and its resourceVersion.
 
-    That condition is our own record, written after each pod update with spare rate. No
-    decision waits for it, and a not-upgradable pod's False verdict is checked again by the next
-    round another event or the rolling resync wakes. Waking on it cost a round per updated pod:
-    the condition writes trail a big rollout (about 200 s at 10,000 pods), each bringing a round
-    over every pod."""
+    That condition is our own record, written after each pod update with spare rate, and no
+    decision waits for it. Waking a round on it cost a round per updated pod: the condition
+    writes trail a big rollout (about 200 s at 10,000 pods), each bringing a round over every
+    pod."""
     if old.spec != new.spec or old.status.container_statuses != new.status.container_statuses:
         return False
     if old.metadata != msgspec.structs.replace(
