@@ -47,8 +47,9 @@ CONDITION_EVENT_BATCH = 10.0
 """Pod updates of nothing but the `SidecarSetUpgradable` condition (our own, written after each
 pod update) bring at most one round per SidecarSet in this many seconds
 (`event_routing.upgradable_condition_keys`). They trail a QPS-bound rollout by as long as its
-pod updates took, and one round each, over every pod, was most of a 10,000-pod rollout's CPU.
-Such a round finds nothing to do; it lets go of the old pod objects the previous round judged."""
+pod updates took, and one round each, over every pod, was nearly half of a 10,000-pod rollout's
+CPU (59 -> 32 s without them, one run each). Such a round finds nothing to do; it lets go of
+the old pod objects the previous round judged."""
 
 
 def _injected_index(pod: PodView) -> list[str]:
