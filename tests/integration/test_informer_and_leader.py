@@ -378,11 +378,70 @@ async def test_a_leader_whose_lease_is_taken_stops_within_the_renew_deadline(
     assert await lease_holder(kube, namespace) == "intruder"  # never released or overwritten
 
 
+def lease_path(namespace: str) -> str:
+    return resource_path(
+        "coordination.k8s.io/v1", "leases", namespace=namespace, name="sidecarset-controller"
+    )
+
+
+@contextlib.asynccontextmanager
+async def sole_leader(
+    control_plane: ControlPlane, namespace: str
+) -> AsyncIterator[tuple[KubeClient, Campaign]]:
+    """Elector "one" leading, renewing every 1 s, on a client of its own (its requests counted)."""
+    own = await KubeClient.from_kubeconfig(str(control_plane.kubeconfig))
+    async with own:
+        campaign = Campaign(elector(own, namespace, "one", renew_interval=1.0), [])
+        await first_leader([campaign])
+        try:
+            yield own, campaign
+        finally:
+            await campaign.stop()
+
+
+async def test_a_leader_renews_every_renew_interval_with_one_write_and_no_read(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    async with sole_leader(control_plane, namespace) as (own, campaign):
+        reads, writes = own.counter.reads, own.counter.writes
+        renewed = (await kube.get(lease_path(namespace)))["spec"]["renewTime"]
+        await asyncio.sleep(4.2)
+        renewals = own.counter.writes - writes
+        assert campaign.elector.is_leader
+        assert own.counter.reads == reads, "a renewal read the Lease before writing it"
+        # Every 1 s (4 in 4.2 s), not every 0.5 s retry period (8).
+        assert 3 <= renewals <= 5, renewals
+        lease = await kube.get(lease_path(namespace))
+        assert lease["spec"]["holderIdentity"] == "one"
+        assert lease["spec"]["renewTime"] > renewed
+
+
+async def test_a_leader_keeps_its_lease_when_someone_else_only_labels_it(
+    control_plane: ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    # The labelled Lease has a new resourceVersion: the next renewal conflicts, reads the Lease
+    # again, finds itself the holder and renews on what it read.
+    async with sole_leader(control_plane, namespace) as (own, campaign):
+        lease = await kube.get(lease_path(namespace))
+        lease["metadata"].setdefault("labels", {})["touched"] = "yes"
+        labelled = await kube.replace(lease_path(namespace), lease)
+        reads = own.counter.reads
+        await asyncio.sleep(2.5)
+        assert campaign.elector.is_leader
+        assert not campaign.lost
+        assert own.counter.reads == reads + 1, "the conflict made exactly one read"
+        lease = await kube.get(lease_path(namespace))
+        assert lease["metadata"]["labels"]["touched"] == "yes"
+        assert lease["spec"]["holderIdentity"] == "one"
+        assert lease["spec"]["renewTime"] > labelled["spec"]["renewTime"]
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         pytest.param({"renew_deadline": 5.0}, "renew_deadline", id="deadline-beyond-lease"),
         pytest.param({"retry_period": 3.0}, "retry_period", id="retry-beyond-deadline"),
+        pytest.param({"renew_interval": 3.0}, "renew_interval", id="renewal-beyond-deadline"),
     ],
 )
 async def test_inconsistent_lease_timings_are_rejected(

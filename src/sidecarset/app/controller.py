@@ -140,6 +140,10 @@ async def run_controller(operator: Operator, tg: asyncio.TaskGroup) -> asyncio.T
             lease_duration=operator.settings.lease_duration,
             renew_deadline=operator.settings.lease_duration * 2 / 3,
             retry_period=operator.settings.lease_duration * 2 / 15,
+            # As a kubelet renews its node Lease: 3.75 s for the default 15 s, where client-go
+            # renews every retry period (2 s). The deadline and the failed renewals' retries are
+            # client-go's, so losing the Lease is noticed as soon.
+            renew_interval=operator.settings.lease_duration / 4,
         )
         try:
             async with elector.leading():

@@ -91,7 +91,11 @@ def run(
     ] = True,
     lease_duration: Annotated[
         float,
-        typer.Option(min=3.0, help="Seconds a silent leader keeps the Lease (the failover time)."),
+        typer.Option(
+            min=3.0,
+            help="Seconds a silent leader keeps the Lease (the failover time). The leader renews "
+            "it every quarter of that and stops leading after two thirds without a renewal.",
+        ),
     ] = 15.0,
     workers: Annotated[int, typer.Option(min=1, max=32, help="Reconcile workers.")] = 3,
     qps: Annotated[float, typer.Option(help="Client-side API request rate limit.")] = 50.0,

@@ -6,6 +6,10 @@ so the caller exits (controller-runtime style) instead of acting on a lease it m
 hold. On a clean exit (the body returns, raises or is cancelled) the Lease is released, so a
 successor takes over within one retry period instead of one lease duration.
 
+A holder renews every `renew_interval` and, after a failed renewal, retries every
+`retry_period`. It renews with a conditional update of the Lease it last wrote, without reading
+it first; only a conflict (someone else wrote it) makes it read the Lease again.
+
 Why two leaders never act at once, when clocks run at the same rate: every write is conditional
 on the Lease's resourceVersion (a 409 means another candidate won the race). A candidate takes
 the Lease only once it has seen the same record unchanged for the holder's `leaseDurationSeconds`
@@ -73,7 +77,9 @@ class LeaderElector:
     """Competes for the Lease `namespace/name`; see the module doc for the guarantee.
 
     Defaults are client-go's: a 15 s lease, renewed every 2 s, given up after 10 s of failed
-    renewals.
+    renewals. `renew_interval` (default: `retry_period`) spaces the renewals that succeed: a
+    kubelet renews its node Lease at a quarter of its duration, and the operator does the same
+    (`app/controller.py`), because every renewal is an API write for as long as it runs.
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class LeaderElector:
         lease_duration: float = 15.0,
         renew_deadline: float = 10.0,
         retry_period: float = 2.0,
+        renew_interval: float | None = None,
         release_on_exit: bool = True,
         draw: Callable[[], float] = random.random,
     ) -> None:
@@ -94,6 +101,8 @@ class LeaderElector:
             raise ValueError("renew_deadline must be positive and shorter than lease_duration")
         if not 0 < retry_period * _ACQUIRE_JITTER < renew_deadline:
             raise ValueError("retry_period x 1.2 must be positive and shorter than renew_deadline")
+        if renew_interval is not None and not 0 < renew_interval < renew_deadline:
+            raise ValueError("renew_interval must be positive and shorter than renew_deadline")
         self.identity = identity or default_identity()
         self.namespace, self.name = namespace, name
         self.stats = LeaderStats()
@@ -102,6 +111,7 @@ class LeaderElector:
         self._lease_seconds = max(1, math.ceil(lease_duration))
         self._renew_deadline = renew_deadline
         self._retry_period = retry_period
+        self._renew_interval = retry_period if renew_interval is None else renew_interval
         self._release_on_exit = release_on_exit
         self._draw = draw
         self._path = resource_path(LEASE_API, "leases", namespace=namespace, name=name)
@@ -149,7 +159,7 @@ class LeaderElector:
     async def _renew_until_lost(self) -> None:
         """Returns when a renewal could not succeed within `renew_deadline` of the last one."""
         while True:
-            await self._clock.sleep(self._retry_period)
+            await self._clock.sleep(self._renew_interval)
             while True:
                 remaining = self._renewed_at + self._renew_deadline - self._clock.monotonic()
                 if remaining <= 0:
@@ -170,6 +180,8 @@ class LeaderElector:
     async def _try_acquire_or_renew(self) -> bool:
         now = self._clock.monotonic()
         wall = micro_time(self._clock.now())
+        if self._leading and await self._renew_as_last_written(wall, now):
+            return True
         try:
             lease = await self._client.get(self._path)
         except errors.NotFound:
@@ -192,6 +204,20 @@ class LeaderElector:
             # The body carries metadata.resourceVersion: a conditional update.
             written = await self._client.replace(self._path, {**lease, "spec": spec})
         except errors.Conflict:
+            return False
+        self._observe(written, dict(written.get("spec") or {}), now)
+        return True
+
+    async def _renew_as_last_written(self, wall: str, now: float) -> bool:
+        """Renew by a conditional update of the Lease as we last wrote it; False on a conflict
+        (it changed since: the caller reads it and decides as a candidate would)."""
+        lease, spec = self._lease, dict(self._observed_spec or {})
+        if lease is None or spec.get("holderIdentity") != self.identity:
+            return False
+        spec["renewTime"] = wall
+        try:
+            written = await self._client.replace(self._path, {**lease, "spec": spec})
+        except (errors.Conflict, errors.NotFound):
             return False
         self._observe(written, dict(written.get("spec") or {}), now)
         return True
