@@ -13,12 +13,12 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 
 from sidecarset.shell import metrics
-from sidecarset.shell.kube import credentials, errors
+from sidecarset.shell.kube import credentials, errors, http1
 from sidecarset.shell.kube.credentials import Credentials
 
 JSON = dict[str, Any]
@@ -27,6 +27,8 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+USER_AGENT = "sidecarset"
+"""Sent with every request; the API server names the field manager of a write after it."""
 
 _WATCH_LINE_LIMIT = 64 * 1024 * 1024  # a single watch event larger than this is a bug
 
@@ -134,15 +136,25 @@ def request_kind(method: str, path: str) -> tuple[str, str]:
 class KubeClient:
     """Thin async client: JSON in, JSON (or raw bytes) out, `errors.ApiError` on failure."""
 
-    def __init__(self, creds: Credentials, *, qps: float = 0.0, burst: int = 10) -> None:
+    def __init__(
+        self,
+        creds: Credentials,
+        *,
+        qps: float = 0.0,
+        burst: int = 10,
+        user_agent: str = USER_AGENT,
+    ) -> None:
         self._authorization = creds.authorization
         self.host = creds.host
         self._limiter = TokenBucket(qps, burst)
         self.counter = RequestCounter()
+        # Every request but watches: plain HTTP/1.1 on kept-alive connections (see http1).
+        self._http = http1.Http1Pool(creds.host, creds.ssl_context, user_agent=user_agent)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=creds.ssl_context, limit=64),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             json_serialize=json.dumps,
+            headers={"User-Agent": user_agent},
         )
 
     @classmethod
@@ -162,6 +174,7 @@ class KubeClient:
         return cls(credentials.in_cluster(), qps=qps, burst=burst)
 
     async def close(self) -> None:
+        await self._http.close()
         await self._session.close()
 
     async def __aenter__(self) -> KubeClient:
@@ -204,21 +217,17 @@ class KubeClient:
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             content_type = content_type or "application/json"
+        target = path
+        if params:
+            target += ("&" if "?" in path else "?") + urlencode(params)
+        headers = await self._headers(content_type)
         try:
-            async with self._session.request(
-                method,
-                self.host + path,
-                params={k: str(v) for k, v in (params or {}).items()},
-                data=data,
-                headers=await self._headers(content_type),
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                payload = await resp.read()
-                if resp.status >= 400:
-                    raise errors.from_response(resp.status, _maybe_json(payload))
-                return payload
-        except (aiohttp.ClientError, TimeoutError, ConnectionError) as err:
+            response = await self._http.request(method, target, headers, data, timeout=timeout)
+        except (OSError, TimeoutError, http1.HttpProtocolError) as err:
             raise errors.Unavailable(0, f"{method} {path}: {err!r}") from err
+        if response.status >= 400:
+            raise errors.from_response(response.status, _maybe_json(response.body))
+        return response.body
 
     async def request(
         self,
