@@ -175,6 +175,7 @@ class Writer:
                 path,
                 body=msgspec.json.encode(pod_patch(update)),
                 content_type=STRATEGIC_MERGE_PATCH,
+                metadata_only=True,
             )
         except (errors.Conflict, errors.NotFound) as err:
             metrics.POD_UPDATES.labels(sidecarset=sidecarset, result="conflict").inc()
@@ -219,6 +220,7 @@ class Writer:
                 body=msgspec.json.encode(condition_patch(update)),
                 content_type=STRATEGIC_MERGE_PATCH,
                 spare=spare,
+                metadata_only=True,
             )
         except errors.NotFound:
             pass

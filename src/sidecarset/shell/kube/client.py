@@ -27,6 +27,8 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+JSON_ONLY = "application/json"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1, application/json"
 USER_AGENT = "sidecarset"
 """Sent with every request; the API server names the field manager of a write after it."""
 
@@ -183,8 +185,8 @@ class KubeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _headers(self, content_type: str | None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    async def _headers(self, content_type: str | None, accept: str = JSON_ONLY) -> dict[str, str]:
+        headers = {"Accept": accept}
         token = await self._authorization()
         if token:
             headers["Authorization"] = token
@@ -202,11 +204,14 @@ class KubeClient:
         content_type: str | None = None,
         timeout: float = 30.0,
         spare: bool = False,
+        metadata_only: bool = False,
     ) -> bytes:
         """One request; returns the body bytes; raises an ApiError subclass on failure.
 
         `spare`: sent only with rate-limit capacity no other request is waiting for (see
-        `TokenBucket.acquire_spare`)."""
+        `TokenBucket.acquire_spare`). `metadata_only`: the answer is the object's metadata as a
+        PartialObjectMetadata (the whole object from a server that cannot): for writes whose
+        answer is not read, it spares the server encoding, and us reading, the rest."""
         await (self._limiter.acquire_spare() if spare else self._limiter.acquire())
         if method == "GET":
             self.counter.reads += 1
@@ -220,7 +225,7 @@ class KubeClient:
         target = path
         if params:
             target += ("&" if "?" in path else "?") + urlencode(params)
-        headers = await self._headers(content_type)
+        headers = await self._headers(content_type, METADATA_ONLY if metadata_only else JSON_ONLY)
         try:
             response = await self._http.request(method, target, headers, data, timeout=timeout)
         except (OSError, TimeoutError, http1.HttpProtocolError) as err:
