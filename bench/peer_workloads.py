@@ -3,8 +3,11 @@
 - `PodCreation`: pods created one at a time through the apiserver, in batches that alternate
   (ABBA) between the operator's MutatingWebhookConfiguration deleted ("none") and registered;
   while registered, pods no SidecarSet selects ("no_match": the webhook is called and changes
-  nothing), pods one SidecarSet selects ("inject1") and pods three of 100 select ("inject3").
-  The pods carry a scheduling gate, as in `webhook_e2e`, whose helpers this reuses.
+  nothing), pods one SidecarSet selects ("inject1") and pods three of 100 select ("inject3");
+  while deleted, also the inject3 pod as this operator's webhook returns it, sidecars already
+  in ("preinjected": what the apiserver alone spends on a pod three sidecars larger, the part
+  of inject3's added latency no webhook can remove). The pods carry a scheduling gate, as in
+  `webhook_e2e`, whose helpers this reuses.
 - `rollout`: an in-place sidecar rollout (maxUnavailable 10 %) over pods on simulated nodes,
   with `rollout`'s pod creation and progress loop; wall time, most pods unavailable at once,
   the operator's CPU seconds and peak RSS (from /proc), and its API writes per updated pod by its
@@ -36,7 +39,9 @@ from sidecarset.shell.kube.client import KubeClient, resource_path
 CREATE_NAMESPACE = "bench-peer-create"
 SINGLE_LABEL = "bench.sidecarset.dev/single"
 SINGLE_SIDECARSET = "bench-ss-single"
-CASES = ("none", "no_match", "inject1", "inject3")
+CASES = ("none", "no_match", "inject1", "inject3", "preinjected")
+REGISTERED_CASES = ("inject3", "inject1", "no_match")
+UNREGISTERED_CASES = ("none", "preinjected")
 PERCENT = 10
 DURING_INTERVAL = 0.1
 """Seconds between two pod creations while a rollout runs."""
@@ -83,6 +88,7 @@ class PodCreation:
         self.config = f"{harness.MUTATING_WEBHOOKS}/{operator.mutating_config}"
         self.latencies: dict[str, list[float]] = {case: [] for case in CASES}
         self._saved: dict[str, Any] = {}
+        self.bodies: dict[str, dict[str, Any]] = dict(BODIES)
         self._cpu_before = 0.0
         self._writes_before = 0.0
 
@@ -101,7 +107,8 @@ class PodCreation:
             client, ns, workload.pod("probe1", {SINGLE_LABEL: "on"}, gated=True), {"single-agent"}
         )
         self._saved = await webhook_e2e.saved_config(client, self.config)
-        for body in BODIES.values():
+        self.bodies = {**BODIES, "preinjected": await as_injected(client, ns, BODIES["inject3"])}
+        for body in self.bodies.values():
             await webhook_e2e.batch(client, body, 3, namespace=ns)
         self._cpu_before = harness.cpu_seconds(self.pids)
         self._writes_before = await self.operator.writes(self.cluster)
@@ -112,9 +119,9 @@ class PodCreation:
         try:
             for registered in (True, False) if r % 2 == 0 else (False, True):
                 await self._register(registered)
-                for case in ("inject3", "inject1", "no_match") if registered else ("none",):
+                for case in REGISTERED_CASES if registered else UNREGISTERED_CASES:
                     self.latencies[case] += await webhook_e2e.batch(
-                        client, BODIES[case], per_batch, namespace=CREATE_NAMESPACE
+                        client, self.bodies[case], per_batch, namespace=CREATE_NAMESPACE
                     )
         finally:
             await self._register(True)
@@ -145,6 +152,43 @@ class PodCreation:
         figures["operator_writes_per_created_pod"] = round(writes / pods, 3) if pods else None
         await harness.delete_namespace(await self.cluster.client(), CREATE_NAMESPACE)
         return figures
+
+
+SERVICE_ACCOUNT_VOLUME = "kube-api-access-"
+"""The token volume the ServiceAccount admission plugin adds to every pod (name prefix)."""
+
+
+async def as_injected(client: KubeClient, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    """`body` as the registered pod webhook returns it (a dry run), ready to be created again:
+    the apiserver's own fields dropped, and the token volume the ServiceAccount plugin adds to
+    every pod taken out (it would add it again)."""
+    got = await client.request(
+        "POST",
+        resource_path("v1", "pods", namespace=namespace),
+        params={"dryRun": "All"},
+        body=body,
+    )
+    meta = got["metadata"]
+    spec = got["spec"]
+    spec["volumes"] = [
+        v for v in spec.get("volumes", []) if not v["name"].startswith(SERVICE_ACCOUNT_VOLUME)
+    ]
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        container["volumeMounts"] = [
+            m
+            for m in container.get("volumeMounts", [])
+            if not m["name"].startswith(SERVICE_ACCOUNT_VOLUME)
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": meta["generateName"],
+            "labels": meta.get("labels", {}),
+            "annotations": meta.get("annotations", {}),
+        },
+        "spec": spec,
+    }
 
 
 async def _wait_injects(
