@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -91,8 +91,7 @@ class ResponseParser:
         """Consume what `buf` holds from its start; return how many bytes were consumed."""
         pos = 0
         while True:
-            step = getattr(self, "_step_" + self._mode.replace("-", "_"))
-            moved = step(buf, pos)
+            moved = _STEPS[self._mode](self, buf, pos)
             if moved is None:
                 return pos
             pos = moved
@@ -195,6 +194,19 @@ class ResponseParser:
         else:
             self._keep_alive = False
             self._mode = "eof"
+
+
+_STEPS: dict[str, Callable[[ResponseParser, bytearray, int], int | None]] = {
+    "head": ResponseParser._step_head,
+    "length": ResponseParser._step_length,
+    "chunk-size": ResponseParser._step_chunk_size,
+    "chunk-data": ResponseParser._step_chunk_data,
+    "chunk-end": ResponseParser._step_chunk_end,
+    "trailer": ResponseParser._step_trailer,
+    "eof": ResponseParser._step_eof,
+    "done": ResponseParser._step_done,
+}
+"""The parser's step for each mode."""
 
 
 def _chunk_size(line: bytes) -> int:
