@@ -211,14 +211,18 @@ class LeaderElector:
     async def _renew_as_last_written(self, wall: str, now: float) -> bool:
         """Renew by a conditional update of the Lease as we last wrote it; False on a conflict
         (it changed since: the caller reads it and decides as a candidate would)."""
+        try:
+            return await self._update_ours({"renewTime": wall}, now)
+        except (errors.Conflict, errors.NotFound):
+            return False
+
+    async def _update_ours(self, changes: dict[str, Any], now: float) -> bool:
+        """Write `changes` into the Lease's spec as last seen, conditionally on its
+        resourceVersion, if that record says we hold it (False: it does not; nothing sent)."""
         lease, spec = self._lease, dict(self._observed_spec or {})
         if lease is None or spec.get("holderIdentity") != self.identity:
             return False
-        spec["renewTime"] = wall
-        try:
-            written = await self._client.replace(self._path, {**lease, "spec": spec})
-        except (errors.Conflict, errors.NotFound):
-            return False
+        written = await self._client.replace(self._path, {**lease, "spec": {**spec, **changes}})
         self._observe(written, dict(written.get("spec") or {}), now)
         return True
 
@@ -252,20 +256,22 @@ class LeaderElector:
 
     async def _release(self) -> None:
         """Hand the Lease back (holder empty, 1 s duration) if we still hold it as last seen."""
-        lease, spec = self._lease, dict(self._observed_spec or {})
-        if lease is None or spec.get("holderIdentity") != self.identity:
-            return
         wall = micro_time(self._clock.now())
-        spec.update(holderIdentity="", leaseDurationSeconds=1, renewTime=wall, acquireTime=wall)
+        handed_back = {
+            "holderIdentity": "",
+            "leaseDurationSeconds": 1,
+            "renewTime": wall,
+            "acquireTime": wall,
+        }
         try:
             async with asyncio.timeout(self._renew_deadline):
-                written = await self._client.replace(self._path, {**lease, "spec": spec})
+                released = await self._update_ours(handed_back, self._clock.monotonic())
         except (errors.ApiError, TimeoutError) as err:
             # A conflict means the Lease changed hands already; otherwise it simply expires.
             self._log.warning("lease release failed", error=str(err) or type(err).__name__)
             return
-        self._observe(written, dict(written.get("spec") or {}), self._clock.monotonic())
-        self._log.info("lease released")
+        if released:
+            self._log.info("lease released")
 
 
 class _Term:
