@@ -162,12 +162,7 @@ async def as_injected(client: KubeClient, namespace: str, body: dict[str, Any]) 
     """`body` as the registered pod webhook returns it (a dry run), ready to be created again:
     the apiserver's own fields dropped, and the token volume the ServiceAccount plugin adds to
     every pod taken out (it would add it again)."""
-    got = await client.request(
-        "POST",
-        resource_path("v1", "pods", namespace=namespace),
-        params={"dryRun": "All"},
-        body=body,
-    )
+    got = await webhook_e2e.dry_run(client, body, namespace)
     meta = got["metadata"]
     spec = got["spec"]
     spec["volumes"] = [

@@ -28,6 +28,16 @@ APISERVER_WEBHOOK = "apiserver_admission_webhook_admission_duration_seconds"
 OPERATOR_WEBHOOK = "sidecarset_webhook_request_duration_seconds"
 
 
+async def dry_run(client: KubeClient, body: dict[str, Any], namespace: str) -> dict[str, Any]:
+    """The pod `body` as the apiserver would create it (admission webhooks included)."""
+    return await client.request(
+        "POST",
+        resource_path("v1", "pods", namespace=namespace),
+        params={"dryRun": "All"},
+        body=body,
+    )
+
+
 async def dry_run_injected(
     client: KubeClient,
     body: dict[str, Any],
@@ -35,12 +45,7 @@ async def dry_run_injected(
     namespace: str = NAMESPACE,
     expected: frozenset[str] = frozenset(webhook_server.EXPECTED_SIDECARS),
 ) -> bool:
-    got = await client.request(
-        "POST",
-        resource_path("v1", "pods", namespace=namespace),
-        params={"dryRun": "All"},
-        body=body,
-    )
+    got = await dry_run(client, body, namespace)
     names = {c["name"] for c in got["spec"]["containers"]}
     return names >= expected
 
