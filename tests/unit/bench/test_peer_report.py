@@ -70,9 +70,9 @@ def runs() -> list[dict[str, Any]]:
     return found
 
 
-def result() -> dict[str, Any]:
+def result(recorded: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return peer_report.build(
-        runs(),
+        runs() if recorded is None else recorded,
         SETTINGS,
         quick=False,
         measured_at="2026-12-04T09:00:00Z",
@@ -166,3 +166,17 @@ def test_writes_and_cpu_read_before_the_operator_stopped_writing_are_left_out() 
     assert not peer_report.writes_complete(gave_up)  # results from before the flag existed
     assert not peer_report.writes_complete({**settled, "writes_settled": False})
     assert peer_report.writes_complete({**gave_up, "writes_settled": True})
+
+
+def test_a_results_file_from_before_the_preinjected_case_still_reads() -> None:
+    older = runs()
+    for run in older:
+        if run["workload"] == "pod_creation":
+            del run["figures"]["preinjected"]
+    got = result(older)
+    assert "preinjected" not in got["summary"][OURS]["pod_creation"]
+    assert got["summary"][PEER]["added_p50_ms"]["inject3"] == 3.0
+    table = peer_report.render_table(got)
+    assert "already in" not in table
+    assert "| pod create p50 added over no webhook (ms): no match / 1 / 3 sidecars | " in table
+    assert "already in, no webhook" in peer_report.render_table(result())
